@@ -1,0 +1,433 @@
+"""OperatorCore: every client behaviour, once, in async code that runs under asyncio and trio.
+
+The facades (``AsyncOperatorClient``, ``OperatorClient``) only translate arguments and return shapes.
+Task ids are ours (uuid4); the payload's ``task_id`` written by the operator is never trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
+
+import anyio
+
+from ..config import VALID_PRIORITIES, ClientConfig, redact_url
+from ..errors import (
+    InvalidPriorityError,
+    InvalidTaskInputError,
+    OperatorConnectionError,
+    OperatorError,
+    ResultDecodeError,
+    TaskTimeoutError,
+)
+from ..protocol.celery import encode_task_message
+from ..protocol.operator import (
+    DESC_QUERY,
+    PROBE_OPTIONS,
+    build_task_payload,
+    envelope_from_record,
+    inspect_probe_result,
+    parse_desc_result,
+    parse_task_result,
+)
+from ..protocol.results import READY_STATES, decode_result_record, result_key
+from ..protocol.serialization import DecodeError, EncodeError
+from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
+from .broker import PreparedTask, Publisher, RedisPublisher
+from .redis import CommandChannel, ConnectionLost, parse_redis_url
+from .results import ResultHub, Watch
+
+__all__ = ("OperatorCore", "Submission", "TaskSpec")
+
+logger = logging.getLogger("sandai_operator_client")
+
+TaskSpec = Tuple[Any, Any]
+"""``(input_artifacts, options)``."""
+Submission = Tuple[int, Optional[str], Optional[Exception]]
+"""``(index, task_id or None, error or None)`` for one task of a batch."""
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
+
+
+class OperatorCore:
+    """The client's state and logic: connections, the result hub, the publisher, the desc cache."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        connect_timeout: float = 5.0,
+        reconnect_timeout: float = 30.0,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._new_id = new_id
+        self._connect_timeout = connect_timeout
+        backend_scheme = urlsplit(config.result_backend).scheme
+        if backend_scheme not in _REDIS_SCHEMES:
+            raise ValueError(
+                f"unsupported result backend {redact_url(config.result_backend)!r}: "
+                "operators write results with Celery's Redis backend (redis://, rediss://, unix://)"
+            )
+        for serializer in (config.celery.task_serializer, config.celery.result_serializer):
+            if serializer not in ("json", "msgpack"):
+                raise ValueError(f"unsupported serializer {serializer!r}: use 'json' or 'msgpack' (never pickle)")
+        self._channels: Dict[str, CommandChannel] = {}
+        self._results = self._command_channel(config.result_backend)
+        self._hub = ResultHub(
+            self._results.address,
+            self._results,
+            accept=config.celery.accept_content or ("json", "msgpack"),
+            connect_timeout=connect_timeout,
+            reconnect_timeout=reconnect_timeout,
+        )
+        self._publisher = self._make_publisher(config.broker_url)
+        self._origin = f"gen{os.getpid()}@{socket.gethostname()}"
+        self._reply_to = str(uuid.uuid4())
+        self._desc: Optional[Dict[str, Any]] = None
+        self._desc_lock = anyio.Lock()
+        self._closed = False
+
+    def _command_channel(self, url: str) -> CommandChannel:
+        channel = self._channels.get(url)
+        if channel is None:
+            channel = CommandChannel(parse_redis_url(url), connect_timeout=self._connect_timeout)
+            self._channels[url] = channel
+        return channel
+
+    def _make_publisher(self, url: str) -> Publisher:
+        if urlsplit(url).scheme in _REDIS_SCHEMES:
+            return RedisPublisher(self._command_channel(url))
+        from .amqp import KombuPublisher  # kombu is imported only for non-Redis brokers
+
+        return KombuPublisher(url, connect_timeout=self._connect_timeout)
+
+    @property
+    def hub(self) -> ResultHub:
+        """The result hub (exposed for tests and diagnostics)."""
+        return self._hub
+
+    # ------------------------------------------------------------------ errors
+    def _connection_error(self, reason: object) -> OperatorConnectionError:
+        return OperatorConnectionError(self.config.operator_name, self.config.operator_version, str(reason))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self._connection_error("the client is closed")
+
+    # ------------------------------------------------------------------ preparing
+    def check_priority(self, priority: Optional[str]) -> str:
+        """The effective priority; ``InvalidPriorityError`` for anything outside ``VALID_PRIORITIES``."""
+        resolved = priority or self.config.priority
+        if resolved not in VALID_PRIORITIES:
+            raise InvalidPriorityError(resolved, VALID_PRIORITIES)
+        return resolved
+
+    def prepare(
+        self,
+        input_artifacts: Any,
+        options: Any,
+        *,
+        priority: Optional[str] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
+    ) -> PreparedTask:
+        """Validate and encode one task. Raises before anything is published."""
+        resolved_priority = self.check_priority(priority)
+        effective = timeout if timeout is not None else self.config.timeout
+        deadline = self._clock() + effective if effective else None
+        payload = build_task_payload(
+            input_artifacts,
+            options,
+            deadline=deadline,
+            cancel_key=cancel_key or self.config.cancel_key,
+            persistent_output=persistent_output,
+        )
+        return self.prepare_payload(payload, resolved_priority)
+
+    def prepare_payload(self, payload: Dict[str, Any], priority: str) -> PreparedTask:
+        """Encode an already built payload for the queue of ``priority``."""
+        task_id = self._new_id()
+        try:
+            message = encode_task_message(
+                task_id=task_id,
+                task_name=self.config.task_name,
+                kwargs=payload,
+                serializer=self.config.celery.task_serializer,
+                origin=self._origin,
+                reply_to=self._reply_to,
+            )
+        except EncodeError as exc:
+            raise InvalidTaskInputError(str(exc)) from exc
+        return PreparedTask(task_id, self.config.queue_names[priority], message, str(uuid.uuid4()))
+
+    # ------------------------------------------------------------------ publishing
+    async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[Exception]]:
+        """Publish tasks in one go; per task, None or the connection error that kept it from the queue."""
+        self._check_open()
+        if not tasks:
+            return []
+        try:
+            reasons = await self._publisher.publish(tasks)
+        except ConnectionLost as exc:
+            error = self._connection_error(exc)
+            return [error] * len(tasks)
+        if self.config.debug:
+            logger.debug("published %d task(s) to %s", len(tasks), sorted({t.queue for t in tasks}))
+        return [None if r is None else self._connection_error(f"broker refused the task: {r}") for r in reasons]
+
+    async def _publish_one(self, task: PreparedTask) -> None:
+        (error,) = await self.publish([task])
+        if error is not None:
+            raise error
+
+    async def submit(self, input_artifacts: Any, options: Any, **controls: Any) -> str:
+        """Publish one task; its id."""
+        task = self.prepare(input_artifacts, options, **controls)
+        await self._publish_one(task)
+        return task.task_id
+
+    def _prepare_batch(
+        self, tasks: Sequence[TaskSpec], controls: Dict[str, Any]
+    ) -> Tuple[List[Submission], List[PreparedTask]]:
+        submissions: List[Submission] = []
+        prepared: List[PreparedTask] = []
+        if not isinstance(tasks, Sequence) or isinstance(tasks, (str, bytes)):
+            raise InvalidTaskInputError(f"tasks must be a list of (input_artifacts, options), not {type(tasks).__name__}")
+        for index, spec in enumerate(tasks):
+            try:
+                if not isinstance(spec, Sequence) or isinstance(spec, (str, bytes)) or len(spec) != 2:
+                    raise InvalidTaskInputError(f"tasks[{index}] must be a pair (input_artifacts, options)")
+                task = self.prepare(spec[0], spec[1], **controls)
+            except OperatorError as exc:
+                submissions.append((index, None, exc))
+                continue
+            prepared.append(task)
+            submissions.append((index, task.task_id, None))
+        return submissions, prepared
+
+    async def batch_submit(self, tasks: Sequence[TaskSpec], **controls: Any) -> List[Submission]:
+        """Validate every task, publish the good ones in one pipeline; per task its id or its error."""
+        self.check_priority(controls.get("priority"))
+        submissions, prepared = self._prepare_batch(tasks, controls)
+        return self._merge_publish_errors(submissions, prepared, await self.publish(prepared))
+
+    @staticmethod
+    def _merge_publish_errors(
+        submissions: List[Submission], prepared: List[PreparedTask], errors: List[Optional[Exception]]
+    ) -> List[Submission]:
+        failed = {t.task_id: e for t, e in zip(prepared, errors) if e is not None}
+        return [(i, None, failed[t]) if t in failed else (i, t, e) for i, t, e in submissions]
+
+    # ------------------------------------------------------------------ results
+    def _outcome_envelope(self, task_id: str, watch: Watch, timeout: float) -> Any:
+        outcome = watch.outcomes.get(task_id)
+        if outcome is None:
+            raise TaskTimeoutError(task_id, timeout)
+        if isinstance(outcome, ConnectionLost):
+            raise self._connection_error(outcome)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return envelope_from_record(task_id, outcome)
+
+    async def _wait(self, watch: Watch, timeout: float) -> None:
+        with anyio.move_on_after(max(timeout, 0)):
+            await self._hub.wait(watch)
+
+    async def get_result(self, task_id: str, timeout: Optional[float] = None) -> Any:
+        """Wait for a published task's raw operator envelope (what Celery's ``AsyncResult.get`` returns).
+
+        ``timeout`` None waits without limit. FAILURE/REVOKED records raise ``TaskExecutionError``.
+        """
+        self._check_open()
+        limit = float("inf") if timeout is None else timeout
+        try:
+            async with self._hub.watch([task_id], fetch_existing=True) as watch:
+                await self._wait(watch, limit)
+        except ConnectionLost as exc:
+            raise self._connection_error(exc) from None
+        return self._outcome_envelope(task_id, watch, limit)
+
+    async def _call(self, task: PreparedTask, timeout: float) -> Any:
+        """Publish and wait: subscribe first, publish while the subscription is confirmed, then wait."""
+        self._check_open()
+        published = False
+
+        async def publish() -> None:
+            nonlocal published
+            await self._publish_one(task)
+            published = True
+
+        try:
+            async with self._hub.watch([task.task_id], while_subscribing=publish) as watch:
+                await self._wait(watch, timeout)
+        except ConnectionLost as exc:
+            raise self._connection_error(exc) from None
+        finally:
+            if published:
+                self._forget_later([task.task_id])
+        return self._outcome_envelope(task.task_id, watch, timeout)
+
+    async def sync(self, input_artifacts: Any, options: Any, *, timeout: Optional[float] = None,
+                   **controls: Any) -> LegacyTaskResult:
+        """Submit and wait: ``(artifacts, results)``; typed errors otherwise."""
+        task = self.prepare(input_artifacts, options, timeout=timeout, **controls)
+        wait = timeout if timeout is not None else self.config.timeout
+        envelope = await self._call(task, wait)
+        return parse_task_result(task.task_id, envelope).to_legacy_tuple()
+
+    async def desc(self) -> Dict[str, Any]:
+        """The operator's description, asked once per client (concurrent callers share the request)."""
+        if self._desc is None:
+            async with self._desc_lock:
+                if self._desc is None:
+                    task = self.prepare_payload(dict(DESC_QUERY), "high")
+                    envelope = await self._call(task, self.config.timeout)
+                    self._desc = parse_desc_result(task.task_id, envelope).to_dict()
+        return self._desc
+
+    async def batch_collect(self, submissions: Sequence[Submission], timeout: Optional[float] = None
+                            ) -> List[BatchTaskResult]:
+        """Wait for submitted tasks with one budget for the whole batch; results in input order."""
+        self._check_open()
+        budget = timeout if timeout is not None else self.config.timeout
+        ids = [t for _, t, e in submissions if t is not None and e is None]
+        watch: Optional[Watch] = None
+        error: Optional[Exception] = None
+        if ids:
+            try:
+                async with self._hub.watch(ids, fetch_existing=True) as watch:
+                    await self._wait(watch, budget)
+            except ConnectionLost as exc:
+                error = self._connection_error(exc)
+            finally:
+                self._forget_later(ids)
+        return [self._batch_result(s, watch, budget, error) for s in submissions]
+
+    async def batch_sync_detailed(self, tasks: Sequence[TaskSpec], *, timeout: Optional[float] = None,
+                                  **controls: Any) -> List[BatchTaskResult]:
+        """Submit a batch and collect it: subscribe all, publish all in one pipeline, wait with one budget."""
+        self._check_open()
+        self.check_priority(controls.get("priority"))
+        submissions, prepared = self._prepare_batch(tasks, dict(controls, timeout=timeout))
+        budget = timeout if timeout is not None else self.config.timeout
+        watch: Optional[Watch] = None
+        error: Optional[Exception] = None
+        errors: List[Optional[Exception]] = [None] * len(prepared)
+
+        async def publish() -> None:
+            errors[:] = await self.publish(prepared)
+
+        if prepared:
+            try:
+                async with self._hub.watch([t.task_id for t in prepared], while_subscribing=publish) as watch:
+                    if any(e is None for e in errors):
+                        await self._wait(watch, budget)
+            except ConnectionLost as exc:
+                error = self._connection_error(exc)
+                if all(e is None for e in errors) and watch is None:
+                    errors = [error] * len(prepared)  # the subscription failed before anything was sent
+            finally:
+                self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
+        merged = self._merge_publish_errors(submissions, prepared, errors)
+        return [self._batch_result(s, watch, budget, error) for s in merged]
+
+    def _batch_result(self, submission: Submission, watch: Optional[Watch], budget: float,
+                      error: Optional[Exception]) -> BatchTaskResult:
+        index, task_id, submit_error = submission
+        if task_id is None or submit_error is not None:
+            return BatchTaskResult(index=index, task_id=task_id, submitted=False, error=submit_error)
+        try:
+            if watch is None:
+                raise error or self._connection_error("no result subscription")
+            artifacts, results = parse_task_result(task_id, self._outcome_envelope(task_id, watch, budget)).to_legacy_tuple()
+        except OperatorError as exc:
+            return BatchTaskResult(index=index, task_id=task_id, submitted=True, error=exc)
+        return BatchTaskResult(index=index, task_id=task_id, submitted=True, artifacts=artifacts, results=results)
+
+    # ------------------------------------------------------------------ result keys
+    def _forget_later(self, task_ids: Sequence[str]) -> None:
+        if self.config.auto_forget_result and task_ids and not self._closed:
+            self._results.defer("DEL", *[result_key(t) for t in task_ids])
+
+    async def forget(self, task_id: str) -> None:
+        """Delete the task's result record."""
+        self._check_open()
+        try:
+            await self._results.execute("DEL", result_key(task_id))
+        except ConnectionLost as exc:
+            raise self._connection_error(exc) from None
+
+    async def state(self, task_id: str) -> str:
+        """The Celery state of a task: PENDING until a record exists, then the record's status."""
+        self._check_open()
+        try:
+            raw = await self._results.execute("GET", result_key(task_id))
+        except ConnectionLost as exc:
+            raise self._connection_error(exc) from None
+        if not isinstance(raw, bytes):
+            return "PENDING"
+        try:
+            return decode_result_record(raw, self.config.celery.accept_content or ("json", "msgpack")).status
+        except DecodeError as exc:
+            raise ResultDecodeError(task_id, str(exc), raw) from None
+
+    async def ready(self, task_id: str) -> bool:
+        """True once the task reached a final state (SUCCESS, FAILURE, REVOKED)."""
+        return await self.state(task_id) in READY_STATES
+
+    # ------------------------------------------------------------------ health
+    async def probe(self, timeout: float = 10) -> HealthCheckResult:
+        """Submit a test task at low priority and check that an operator envelope comes back."""
+        try:
+            task = self.prepare([], dict(PROBE_OPTIONS), priority="low")
+        except OperatorError as exc:
+            return HealthCheckResult(submit_ok=False, retrieval_ok=False, response_ok=False, error=str(exc))
+        published = False
+
+        async def publish() -> None:
+            nonlocal published
+            await self._publish_one(task)
+            published = True
+
+        try:
+            self._check_open()
+            async with self._hub.watch([task.task_id], while_subscribing=publish) as watch:
+                await self._wait(watch, timeout)
+            envelope = self._outcome_envelope(task.task_id, watch, timeout)
+        except (OperatorError, ConnectionLost) as exc:
+            reason = str(self._connection_error(exc)) if isinstance(exc, ConnectionLost) else str(exc)
+            return HealthCheckResult(submit_ok=published, retrieval_ok=False, response_ok=False,
+                                     task_id=task.task_id if published else None, error=reason)
+        finally:
+            if published:
+                self._forget_later([task.task_id])
+        response_ok, error = inspect_probe_result(envelope)
+        return HealthCheckResult(submit_ok=True, retrieval_ok=True, response_ok=response_ok,
+                                 task_id=task.task_id, error=error)
+
+    async def queue_depth(self) -> Dict[str, int]:
+        """Messages waiting per priority."""
+        self._check_open()
+        try:
+            return {p: await self._publisher.queue_depth(q) for p, q in self.config.queue_names.items()}
+        except ConnectionLost as exc:
+            raise self._connection_error(exc) from None
+
+    async def aclose(self) -> None:
+        """Close every connection; waiters still blocked get ``OperatorConnectionError``."""
+        if self._closed:
+            return
+        await self._hub.aclose()
+        await self._publisher.aclose()
+        for channel in self._channels.values():
+            await channel.aclose()
+        self._closed = True

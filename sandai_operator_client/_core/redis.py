@@ -1,0 +1,305 @@
+"""Redis connections on anyio byte streams: tcp, tls and unix sockets; AUTH and SELECT; pipelining.
+
+``CommandChannel`` multiplexes every caller's commands onto one connection by group commit: whoever finds
+the channel idle becomes the flusher, writes everything queued as one pipeline and reads the replies in
+order; callers arriving meanwhile queue up for the next flush. No background task is needed, so the
+channel works under asyncio and trio alike and leaves nothing running when its callers are gone.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import anyio
+import anyio.abc
+
+from ..protocol.resp import NEED_DATA, RespError, RespProtocolError, RespReader, encode_commands
+
+__all__ = ("CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "parse_redis_url")
+
+Command = Tuple[object, ...]
+_CONNECTION_ERRORS = (
+    OSError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    ssl.SSLError,
+    RespProtocolError,
+)
+
+
+class ConnectionLost(Exception):
+    """A Redis server could not be reached, dropped us, or refused us. Mapped to a public error above."""
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where and how to reach a Redis server (parsed from a URL)."""
+
+    host: str = "localhost"
+    port: int = 6379
+    path: Optional[str] = None
+    tls: bool = False
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+    db: int = 0
+    ssl_cert_reqs: str = "required"
+    ssl_ca_certs: Optional[str] = None
+    ssl_certfile: Optional[str] = None
+    ssl_keyfile: Optional[str] = None
+    ssl_check_hostname: bool = True
+
+    def describe(self) -> str:
+        """A password-free description for errors and logs."""
+        where = f"unix://{self.path}" if self.path else f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}"
+        return f"{where}/{self.db}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context for ``rediss://`` (CA and client certificate options from the URL query)."""
+        context = ssl.create_default_context(cafile=self.ssl_ca_certs)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        if self.ssl_cert_reqs == "none":
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context.check_hostname = self.ssl_check_hostname
+            context.verify_mode = ssl.CERT_OPTIONAL if self.ssl_cert_reqs == "optional" else ssl.CERT_REQUIRED
+        return context
+
+
+def parse_redis_url(url: str) -> RedisAddress:
+    """Parse ``redis://``, ``rediss://`` and ``unix://`` URLs as redis-py and Celery do.
+
+    ``redis://[[user]:password@]host[:port][/db]``; ``unix://[[user]:password@]/path/to.sock[?db=N]``;
+    ``rediss://`` accepts ``ssl_cert_reqs`` (required|optional|none), ``ssl_ca_certs``, ``ssl_certfile``,
+    ``ssl_keyfile`` and ``ssl_check_hostname`` in the query.
+    """
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    try:
+        if parts.scheme in ("unix", "redis+socket"):
+            return RedisAddress(path=parts.path, username=username, password=password, db=int(query.get("db", 0)))
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"not a Redis URL scheme: {parts.scheme!r}")
+        db_text = parts.path.lstrip("/") or query.get("db", "0")
+        cert_reqs = query.get("ssl_cert_reqs", "required").lower().replace("cert_", "")
+        return RedisAddress(
+            host=parts.hostname or "localhost",
+            port=parts.port or 6379,
+            tls=parts.scheme == "rediss",
+            username=username,
+            password=password,
+            db=int(db_text),
+            ssl_cert_reqs=cert_reqs,
+            ssl_ca_certs=query.get("ssl_ca_certs"),
+            ssl_certfile=query.get("ssl_certfile"),
+            ssl_keyfile=query.get("ssl_keyfile"),
+            ssl_check_hostname=query.get("ssl_check_hostname", "true").lower() not in ("false", "0", "no"),
+        )
+    except ValueError as exc:
+        raise ValueError(f"invalid Redis URL: {exc}") from None
+
+
+class RedisConnection:
+    """One connection: send encoded commands, read replies. Not shared without a lock or a channel."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, address: RedisAddress) -> None:
+        self._stream = stream
+        self._reader = RespReader()
+        self.address = address
+
+    @classmethod
+    async def open(cls, address: RedisAddress, timeout: float) -> RedisConnection:
+        """Connect, authenticate and select the database within ``timeout`` seconds."""
+        try:
+            with anyio.fail_after(timeout):
+                stream: anyio.abc.ByteStream
+                if address.path:
+                    stream = await anyio.connect_unix(address.path)
+                else:
+                    stream = await anyio.connect_tcp(
+                        address.host,
+                        address.port,
+                        tls=address.tls,
+                        ssl_context=address.ssl_context() if address.tls else None,
+                        tls_standard_compatible=False,
+                    )
+                conn = cls(stream, address)
+                setup: List[Command] = []
+                if address.password is not None:
+                    setup.append(
+                        ("AUTH", address.username, address.password) if address.username else ("AUTH", address.password)
+                    )
+                if address.db:
+                    setup.append(("SELECT", address.db))
+                if setup:
+                    replies = await conn.request(setup)
+                    for reply in replies:
+                        if isinstance(reply, RespError):
+                            await conn.aclose()
+                            raise ConnectionLost(f"{address.describe()} refused the connection: {reply.message}")
+                return conn
+        except TimeoutError:
+            raise ConnectionLost(f"timed out connecting to {address.describe()} after {timeout:g}s") from None
+        except _CONNECTION_ERRORS as exc:
+            raise ConnectionLost(f"cannot connect to {address.describe()}: {exc or type(exc).__name__}") from None
+
+    async def send(self, data: bytes) -> None:
+        """Write bytes; ``ConnectionLost`` when the connection is gone."""
+        try:
+            await self._stream.send(data)
+        except _CONNECTION_ERRORS as exc:
+            raise ConnectionLost(f"lost connection to {self.address.describe()}: {exc or type(exc).__name__}") from None
+
+    async def read_reply(self) -> object:
+        """The next reply. Bytes already received stay buffered if the caller is cancelled while waiting."""
+        reader = self._reader
+        try:
+            while True:
+                reply = reader.next_reply()
+                if reply is not NEED_DATA:
+                    return reply
+                reader.feed(await self._stream.receive())
+        except _CONNECTION_ERRORS as exc:
+            raise ConnectionLost(f"lost connection to {self.address.describe()}: {exc or type(exc).__name__}") from None
+
+    async def request(self, commands: Sequence[Command]) -> List[object]:
+        """Send ``commands`` as one pipeline and read one reply each."""
+        await self.send(encode_commands(commands))  # type: ignore[arg-type]
+        return [await self.read_reply() for _ in commands]
+
+    async def aclose(self) -> None:
+        """Close the socket (never raises)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._stream.aclose()
+            except Exception:
+                pass
+
+
+class _Pending:
+    __slots__ = ("commands", "done", "error", "promoted", "replies", "wake")
+
+    def __init__(self, commands: Sequence[Command]) -> None:
+        self.commands = commands
+        self.replies: List[object] = []
+        self.error: Optional[ConnectionLost] = None
+        self.done = False
+        self.promoted = False
+        self.wake = anyio.Event()
+
+
+class CommandChannel:
+    """Many callers, one Redis connection, one pipeline per flush (group commit)."""
+
+    def __init__(self, address: RedisAddress, *, connect_timeout: float = 5.0, io_timeout: float = 30.0) -> None:
+        self.address = address
+        self._connect_timeout = connect_timeout
+        self._io_timeout = io_timeout
+        self._conn: Optional[RedisConnection] = None
+        self._queue: List[_Pending] = []
+        self._deferred: List[Command] = []
+        self._flushing = False
+        self._closed = False
+
+    def defer(self, *args: object) -> None:
+        """Queue a command whose reply nobody waits for; it rides along with the next pipeline.
+
+        Used for clean-up (``DEL`` of consumed result keys) so it costs no round trip of its own.
+        """
+        self._deferred.append(args)
+
+    async def execute(self, *args: object) -> object:
+        """Run one command; error replies come back as :class:`RespError` values."""
+        return (await self.execute_many([args]))[0]
+
+    async def execute_many(self, commands: Sequence[Command]) -> List[object]:
+        """Run commands back to back in one pipeline, coalesced with other callers' commands.
+
+        A caller cancelled before its turn has nothing sent; once its pipeline is written the flush
+        completes (shielded, bounded by the I/O timeout) so the connection never carries unread replies.
+        """
+        if self._closed:
+            raise ConnectionLost("the client is closed")
+        pending = _Pending(commands)
+        self._queue.append(pending)
+        try:
+            if self._flushing:
+                await pending.wake.wait()
+            if not pending.done:  # idle channel, or leadership handed to us
+                self._flushing = True
+                await self._lead(pending)
+        finally:
+            if not pending.done:
+                # cancelled while queued: withdraw, and pass the lead on if it was ours
+                if pending in self._queue:
+                    self._queue.remove(pending)
+                if pending.promoted:
+                    self._hand_off()
+        if pending.error is not None:
+            raise pending.error
+        return pending.replies
+
+    def _hand_off(self) -> None:
+        if self._queue:
+            head = self._queue[0]
+            head.promoted = True
+            head.wake.set()
+        else:
+            self._flushing = False
+
+    async def _lead(self, own: _Pending) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                while not own.done:
+                    batch, self._queue = self._queue, []
+                    await self._flush(batch)
+        finally:
+            self._hand_off()
+
+    async def _flush(self, batch: List[_Pending]) -> None:
+        error: Optional[ConnectionLost] = None
+        replies: List[object] = []
+        deferred, self._deferred = self._deferred, []
+        try:
+            with anyio.fail_after(self._io_timeout):
+                if self._conn is None:
+                    self._conn = await RedisConnection.open(self.address, self._connect_timeout)
+                replies = await self._conn.request(deferred + [cmd for p in batch for cmd in p.commands])
+                replies = replies[len(deferred) :]
+        except TimeoutError:
+            error = ConnectionLost(f"{self.address.describe()} did not answer within {self._io_timeout:g}s")
+        except ConnectionLost as exc:
+            error = exc
+        except Exception as exc:  # a bug must not leave callers waiting on a wedged connection
+            error = ConnectionLost(f"unexpected failure talking to {self.address.describe()}: {exc!r}")
+        if error is not None and self._conn is not None:
+            await self._conn.aclose()
+            self._conn = None
+        offset = 0
+        for p in batch:
+            n = len(p.commands)
+            p.replies, p.error = replies[offset : offset + n], error
+            offset += n
+            p.done = True
+            p.wake.set()
+
+    async def aclose(self) -> None:
+        """Send deferred commands (best effort), close the connection; later calls raise ``ConnectionLost``."""
+        if self._deferred and self._conn is not None and not self._flushing:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                try:
+                    await self.execute_many([])
+                except ConnectionLost:
+                    pass
+        self._closed = True
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.aclose()
+

@@ -1,0 +1,98 @@
+"""The event loop thread that runs the async core for every sync client (DESIGN.md section 2).
+
+One long-lived daemon thread per process runs an anyio ``BlockingPortal`` (asyncio backend); each sync
+call is one hop into it. A caller interrupted while waiting (Ctrl-C) cancels its task in the loop instead
+of leaving it running. After ``os.fork()`` the child abandons the inherited portal (its thread does not
+exist in the child) and starts its own on first use. Calling a sync client from the loop thread itself
+would deadlock, so it raises instead.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+__all__ = ("LoopThread", "loop_thread")
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """A daemon thread running an event loop with a portal into it."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._portal: Optional[BlockingPortal] = None
+        self._error: Optional[BaseException] = None
+        self.pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="sandai-operator-client-loop", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise RuntimeError("could not start the client's event loop thread") from self._error
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                self._portal = portal
+                self._ready.set()
+                await portal.sleep_until_stopped()
+
+        try:
+            anyio.run(serve, backend="asyncio")
+        except BaseException as exc:  # noqa: BLE001 - reported to the thread that waits for readiness
+            self._error = exc
+            self._ready.set()
+
+    def _checked_portal(self) -> BlockingPortal:
+        if threading.get_ident() == self._thread.ident:
+            raise RuntimeError(
+                "a sync OperatorClient was called from its own event loop thread; "
+                "use AsyncOperatorClient in async code"
+            )
+        assert self._portal is not None
+        return self._portal
+
+    def run(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await func(*args)`` in the loop; an interrupt of the caller cancels it there."""
+        future = self._checked_portal().start_task_soon(func, *args)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def run_sync(self, func: Callable[..., T], *args: Any) -> T:
+        """Run a plain function in the loop thread (to build loop-bound objects there)."""
+        return self._checked_portal().call(func, *args)
+
+
+_lock = threading.Lock()
+_current: Optional[LoopThread] = None
+
+
+def loop_thread() -> LoopThread:
+    """The process's loop thread, started on first use (and anew in a forked child)."""
+    global _current
+    current = _current
+    if current is None or current.pid != os.getpid():
+        with _lock:
+            if _current is None or _current.pid != os.getpid():
+                _current = LoopThread()
+            current = _current
+    return current
+
+
+def _abandon_after_fork() -> None:
+    # The parent's loop thread does not exist in the child: never use (or exit) its portal here.
+    global _current, _lock
+    _current = None
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_abandon_after_fork)

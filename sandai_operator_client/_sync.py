@@ -1,0 +1,253 @@
+"""OperatorClient: the blocking facade. Each method is one hop into the async core on the loop thread."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from types import TracebackType
+from typing import Any, Dict, List, Optional, Type
+
+from ._async import _copy_settings
+from ._core.core import OperatorCore, Submission
+from ._portal import LoopThread, loop_thread
+from .config import ClientConfig, resolve_client_config
+from .errors import OperatorError
+from .types import BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult, SubmittedTask
+
+__all__ = ("OperatorClient", "TaskHandle", "TaskState", "create_client")
+
+
+class TaskState(str):
+    """A Celery state name that is also callable.
+
+    Celery's ``AsyncResult.state`` is a property and the seed's async handle had ``state()``; a
+    ``TaskState`` serves both spellings: ``handle.state == "SUCCESS"`` and ``handle.state() == "SUCCESS"``.
+    """
+
+    def __call__(self) -> str:
+        return str(self)
+
+
+class TaskHandle:
+    """A submitted task, shaped like Celery's ``AsyncResult`` (``id``, ``get``, ``ready``, ``state``, ``forget``)."""
+
+    __slots__ = ("_client", "id")
+
+    def __init__(self, client: OperatorClient, task_id: str) -> None:
+        self._client = client
+        self.id = task_id
+
+    @property
+    def task_id(self) -> str:
+        """The task id."""
+        return self.id
+
+    def get(self, timeout: Optional[float] = None, propagate: bool = True) -> Any:
+        """Block until the operator's raw result envelope arrives (None waits without limit).
+
+        Raises:
+            TaskTimeoutError, TaskExecutionError, ResultDecodeError, OperatorConnectionError.
+        With ``propagate=False`` a task failure is returned instead of raised, as Celery does.
+        """
+        try:
+            return self._client._run(OperatorCore.get_result, self.id, timeout)
+        except OperatorError as exc:
+            if propagate:
+                raise
+            return exc
+
+    def ready(self) -> bool:
+        """True once the task reached a final state."""
+        return self._client._run(OperatorCore.ready, self.id)
+
+    def successful(self) -> bool:
+        """True when the task's record is SUCCESS."""
+        return self.state == "SUCCESS"
+
+    def failed(self) -> bool:
+        """True when the task's record is FAILURE."""
+        return self.state == "FAILURE"
+
+    @property
+    def state(self) -> TaskState:
+        """The Celery state (PENDING until a record exists)."""
+        return TaskState(self._client._run(OperatorCore.state, self.id))
+
+    status = state
+
+    def forget(self) -> None:
+        """Delete the result record."""
+        self._client._run(OperatorCore.forget, self.id)
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id}>"
+
+
+class OperatorClient:
+    """Blocking client for one operator; ``close()`` it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        operator_name: str,
+        operator_version: str,
+        broker_url: Optional[str] = None,
+        result_backend: Optional[str] = None,
+        timeout: int = 28800,
+        debug: bool = False,
+        priority: str = "normal",
+        cancel_key: Optional[str] = None,
+        auto_forget_result: Optional[bool] = None,
+    ) -> None:
+        self.config: ClientConfig = resolve_client_config(
+            operator_name, operator_version, broker_url=broker_url, result_backend=result_backend,
+            timeout=timeout, debug=debug, priority=priority, cancel_key=cancel_key,
+            auto_forget_result=auto_forget_result,
+        )
+        self._loop: LoopThread = loop_thread()
+        # loop-bound objects are built in the loop thread
+        self._core: OperatorCore = self._loop.run_sync(OperatorCore, self.config)
+        self._core.check_priority(priority)
+        _copy_settings(self, self.config)
+
+    def _run(self, method: Any, *args: Any) -> Any:
+        if self._loop.pid != os.getpid():  # forked: the parent's loop and sockets are not ours
+            self._loop = loop_thread()
+            self._core = self._loop.run_sync(OperatorCore, self.config)
+        return self._loop.run(method, self._core, *args)
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run(lambda core: method(core, *args, **kwargs))
+
+    def __enter__(self) -> OperatorClient:
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close connections; idempotent."""
+        self._run(OperatorCore.aclose)
+
+    def _handle(self, task_id: str) -> TaskHandle:
+        return TaskHandle(self, task_id)
+
+    @cached_property
+    def desc(self) -> Dict[str, Any]:
+        """The operator's description ``{doc, options_schema, results_schema}`` (cached)."""
+        return self._run(OperatorCore.desc)  # type: ignore[no-any-return]
+
+    def async_call(
+        self,
+        input_artifacts: List[Dict[str, Any]],
+        options: Dict[str, Any],
+        priority: Optional[str] = None,
+        timeout: Optional[int] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
+    ) -> TaskHandle:
+        """Submit one task; its handle."""
+        return self._handle(self._call(
+            OperatorCore.submit, input_artifacts, options, priority=priority, timeout=timeout,
+            cancel_key=cancel_key, persistent_output=persistent_output,
+        ))
+
+    def sync(
+        self,
+        input_artifacts: List[Dict[str, Any]],
+        options: Dict[str, Any],
+        priority: Optional[str] = None,
+        *,
+        timeout: Optional[int] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
+    ) -> LegacyTaskResult:
+        """Submit one task and wait: ``(artifacts, results)``.
+
+        Raises:
+            TaskTimeoutError, TaskExecutionError, TaskDeadlineExceededError, TaskCancelledError,
+            InvalidTaskStatusError, InvalidResultFormatError, InvalidPriorityError, InvalidTaskInputError,
+            OperatorConnectionError.
+        """
+        return self._call(  # type: ignore[no-any-return]
+            OperatorCore.sync, input_artifacts, options, priority=priority, timeout=timeout,
+            cancel_key=cancel_key, persistent_output=persistent_output,
+        )
+
+    def _submitted(self, submissions: List[Submission]) -> List[SubmittedTask]:
+        return [
+            SubmittedTask(index=i, async_result=None if t is None else self._handle(t), error=e)
+            for i, t, e in submissions
+        ]
+
+    def batch_submit(
+        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        cancel_key: Optional[str] = None, persistent_output: bool = False,
+    ) -> List[SubmittedTask]:
+        """Submit many tasks in one pipeline; per task its handle or the error that kept it back."""
+        return self._submitted(self._call(
+            OperatorCore.batch_submit, tasks, priority=priority, timeout=timeout, cancel_key=cancel_key,
+            persistent_output=persistent_output,
+        ))
+
+    def batch_async(
+        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        cancel_key: Optional[str] = None, persistent_output: bool = False,
+    ) -> List[Optional[TaskHandle]]:
+        """Legacy: like ``batch_submit`` but a handle or None per task."""
+        submitted = self.batch_submit(
+            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+        )
+        return [s.async_result for s in submitted]
+
+    def batch_collect(self, submissions: List[SubmittedTask], *, timeout: Optional[int] = None
+                      ) -> List[BatchTaskResult]:
+        """Wait for a submitted batch; ``timeout`` is one budget for the whole batch. Input order."""
+        return self._call(  # type: ignore[no-any-return]
+            OperatorCore.batch_collect, [(s.index, s.task_id, s.error) for s in submissions], timeout
+        )
+
+    def batch_sync_detailed(
+        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        cancel_key: Optional[str] = None, persistent_output: bool = False,
+    ) -> List[BatchTaskResult]:
+        """Submit and collect a batch: one ``BatchTaskResult`` per task, in input order."""
+        return self._call(  # type: ignore[no-any-return]
+            OperatorCore.batch_sync_detailed, tasks, priority=priority, timeout=timeout, cancel_key=cancel_key,
+            persistent_output=persistent_output,
+        )
+
+    def batch_sync(
+        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        cancel_key: Optional[str] = None, persistent_output: bool = False,
+    ) -> List[LegacyTaskResult]:
+        """Legacy: ``(artifacts, results)`` per task, ``([], {})`` for a failed one."""
+        results = self.batch_sync_detailed(
+            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+        )
+        return [r.to_legacy_tuple() for r in results]
+
+    def get_queue_info(self) -> Dict[str, str]:
+        """Queue name per priority."""
+        return dict(self.config.queue_names)
+
+    def queue_depth(self) -> Dict[str, int]:
+        """Messages waiting per priority queue."""
+        return self._run(OperatorCore.queue_depth)  # type: ignore[no-any-return]
+
+    def probe(self, timeout: int = 10) -> HealthCheckResult:
+        """Submit a test task and report what worked."""
+        return self._run(OperatorCore.probe, timeout)  # type: ignore[no-any-return]
+
+    def ping(self, timeout: int = 10) -> bool:
+        """True when the submit path works (``probe().submit_ok``)."""
+        return self.probe(timeout=timeout).submit_ok
+
+    def __repr__(self) -> str:
+        return f"<OperatorClient {self.operator_name} {self.operator_version} {self.config.celery!r}>"
+
+
+def create_client(operator_name: str, operator_version: str, **kwargs: Any) -> OperatorClient:
+    """``OperatorClient(operator_name, operator_version, **kwargs)``."""
+    return OperatorClient(operator_name, operator_version, **kwargs)

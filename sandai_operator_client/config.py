@@ -1,0 +1,166 @@
+"""Settings: the seed's configuration API (same names, same environment variables, same defaults)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = (
+    "DEFAULT_BROKER_URL",
+    "VALID_PRIORITIES",
+    "CeleryConfig",
+    "ClientConfig",
+    "env_bool",
+    "get_celery_config",
+    "get_default_celery_config",
+    "redact_url",
+    "resolve_client_config",
+)
+
+VALID_PRIORITIES = ("high", "normal", "low", "very_low")
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+_DEFAULT_ACCEPT_CONTENT = ("json", "msgpack")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for reprs, logs and error messages)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Read a boolean environment variable: ``1``/``true``/``yes``/``on`` are true."""
+    value = os.getenv(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class CeleryConfig:
+    """Broker and result backend URLs and serializers (Celery's names, kept from the seed)."""
+
+    broker_url: str
+    result_backend: str
+    task_serializer: str = "msgpack"
+    result_serializer: str = "json"
+    accept_content: Optional[List[str]] = None
+
+    def __post_init__(self) -> None:
+        if self.accept_content is None:
+            values = list(_DEFAULT_ACCEPT_CONTENT)
+            for serializer in (self.task_serializer, self.result_serializer):
+                if serializer and serializer not in values:
+                    values.append(serializer)
+            self.accept_content = values
+
+    def __repr__(self) -> str:
+        return (
+            f"CeleryConfig(broker_url={redact_url(self.broker_url)!r}, "
+            f"result_backend={redact_url(self.result_backend)!r}, task_serializer={self.task_serializer!r}, "
+            f"result_serializer={self.result_serializer!r}, accept_content={self.accept_content!r})"
+        )
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """A client's resolved settings."""
+
+    operator_name: str
+    operator_version: str
+    celery: CeleryConfig
+    timeout: int = 28800
+    debug: bool = False
+    priority: str = "normal"
+    cancel_key: Optional[str] = None
+    auto_forget_result: bool = True
+    queue_names: Dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        queues = {p: f"{p}.{self.operator_name}.{self.operator_version}" for p in VALID_PRIORITIES}
+        object.__setattr__(self, "queue_names", queues)
+
+    @property
+    def broker_url(self) -> str:
+        """The broker URL."""
+        return self.celery.broker_url
+
+    @property
+    def result_backend(self) -> str:
+        """The result backend URL."""
+        return self.celery.result_backend
+
+    @property
+    def task_name(self) -> str:
+        """``sandai_operator.<name>.<version>.process_task``."""
+        return f"sandai_operator.{self.operator_name}.{self.operator_version}.process_task"
+
+    @property
+    def app_name(self) -> str:
+        """The name the seed gave its Celery app (kept for callers that log it)."""
+        return f"sandai_client_{self.operator_name}_{self.operator_version}"
+
+
+def get_celery_config() -> Optional[CeleryConfig]:
+    """Settings from ``SANDAI_OPERATOR_CELERY_*``, or None when no broker URL is set."""
+    broker_url = os.getenv("SANDAI_OPERATOR_CELERY_BROKER_URL")
+    result_backend = os.getenv("SANDAI_OPERATOR_CELERY_RESULT_BACKEND", broker_url)
+    if not (broker_url and result_backend):
+        return None
+    return CeleryConfig(
+        broker_url=broker_url,
+        result_backend=result_backend,
+        task_serializer=os.getenv("SANDAI_OPERATOR_CELERY_TASK_SERIALIZER", "msgpack"),
+        result_serializer=os.getenv("SANDAI_OPERATOR_CELERY_RESULT_SERIALIZER", "json"),
+    )
+
+
+def get_default_celery_config() -> CeleryConfig:
+    """The local-development defaults: Redis on localhost for both."""
+    return CeleryConfig(broker_url=DEFAULT_BROKER_URL, result_backend=DEFAULT_BROKER_URL)
+
+
+def resolve_client_config(
+    operator_name: str,
+    operator_version: str,
+    *,
+    broker_url: Optional[str] = None,
+    result_backend: Optional[str] = None,
+    timeout: int = 28800,
+    debug: bool = False,
+    priority: str = "normal",
+    cancel_key: Optional[str] = None,
+    auto_forget_result: Optional[bool] = None,
+) -> ClientConfig:
+    """Resolve a client's settings: explicit URLs, else the environment, else the local defaults."""
+    if broker_url or result_backend:
+        resolved_broker = broker_url or DEFAULT_BROKER_URL
+        celery = CeleryConfig(broker_url=resolved_broker, result_backend=result_backend or resolved_broker)
+    else:
+        celery = get_celery_config() or get_default_celery_config()
+    return ClientConfig(
+        operator_name=operator_name,
+        operator_version=operator_version,
+        celery=celery,
+        timeout=timeout,
+        debug=debug,
+        priority=priority,
+        cancel_key=cancel_key,
+        auto_forget_result=(
+            auto_forget_result
+            if auto_forget_result is not None
+            else env_bool("SANDAI_OPERATOR_AUTO_FORGET_RESULT", True)
+        ),
+    )

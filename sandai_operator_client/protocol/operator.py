@@ -1,0 +1,186 @@
+"""The Sandai operator's payload and result envelope (sans-IO).
+
+Payload (the task's kwargs): ``{meta: {"persistent-output": bool}, artifacts: [...], options: {...}}``
+plus ``deadline`` (epoch seconds) and ``cancel_key`` when set; a ``desc`` query is ``{task_type: "desc"}``.
+The operator answers through a SUCCESS record whose result is the envelope
+``{task_id, status: success|error, artifacts, results, error: {error_type, error_message, error_details}}``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
+
+from ..errors import (
+    InvalidResultFormatError,
+    InvalidTaskInputError,
+    InvalidTaskStatusError,
+    TaskCancelledError,
+    TaskDeadlineExceededError,
+    TaskDeliveryLimitExceededError,
+    TaskExecutionError,
+)
+from ..types import OperatorDescription, OperatorTaskResult
+from .results import ResultRecord
+
+__all__ = (
+    "DESC_QUERY",
+    "PROBE_OPTIONS",
+    "build_task_payload",
+    "envelope_from_record",
+    "inspect_probe_result",
+    "parse_desc_result",
+    "parse_task_result",
+    "raise_task_error",
+    "validate_artifacts",
+    "validate_options",
+)
+
+DESC_QUERY: Dict[str, Any] = {"task_type": "desc"}
+PROBE_OPTIONS: Dict[str, Any] = {"test": True}
+
+
+def validate_artifacts(artifacts: Any) -> List[Dict[str, Any]]:
+    """Check ``input_artifacts``: a list of dicts, each with a string ``uri``."""
+    if isinstance(artifacts, (str, bytes)) or not isinstance(artifacts, Sequence):
+        raise InvalidTaskInputError(f"input_artifacts must be a list of dicts, not {type(artifacts).__name__}")
+    checked = []
+    for i, artifact in enumerate(artifacts):
+        if not isinstance(artifact, Mapping):
+            raise InvalidTaskInputError(f"input_artifacts[{i}] must be a dict, not {type(artifact).__name__}")
+        uri = artifact.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise InvalidTaskInputError(f"input_artifacts[{i}] needs a non-empty string 'uri'")
+        checked.append(dict(artifact))
+    return checked
+
+
+def validate_options(options: Any) -> Dict[str, Any]:
+    """Check ``options``: a dict with string keys."""
+    if not isinstance(options, Mapping):
+        raise InvalidTaskInputError(f"options must be a dict, not {type(options).__name__}")
+    for key in options:
+        if not isinstance(key, str):
+            raise InvalidTaskInputError(f"options keys must be strings, got {key!r}")
+    return dict(options)
+
+
+def build_task_payload(
+    input_artifacts: Any,
+    options: Any,
+    *,
+    deadline: Optional[float],
+    cancel_key: Optional[str],
+    persistent_output: bool,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> Dict[str, Any]:
+    """The operator payload; ``deadline`` is absolute (the caller turns a timeout into it with its clock)."""
+    payload: Dict[str, Any] = {
+        "meta": {"persistent-output": bool(persistent_output)},
+        "artifacts": validate_artifacts(input_artifacts),
+        "options": validate_options(options),
+    }
+    if deadline is not None:
+        if not isinstance(deadline, (int, float)) or isinstance(deadline, bool) or not math.isfinite(deadline):
+            raise InvalidTaskInputError(f"deadline must be a finite number, not {deadline!r}")
+        payload["deadline"] = float(deadline)
+    if cancel_key:
+        if not isinstance(cancel_key, str):
+            raise InvalidTaskInputError(f"cancel_key must be a string, not {type(cancel_key).__name__}")
+        payload["cancel_key"] = cancel_key
+    if extra:
+        payload.update(extra)
+    return payload
+
+
+def envelope_from_record(task_id: str, record: ResultRecord) -> Any:
+    """The operator's raw envelope from a ready record; FAILURE and REVOKED raise TaskExecutionError."""
+    if record.status == "SUCCESS":
+        return record.result
+    if record.status == "FAILURE":
+        exc = record.result if isinstance(record.result, Mapping) else {}
+        exc_type = str(exc.get("exc_type") or "Exception")
+        raw_message = exc.get("exc_message")
+        if isinstance(raw_message, (list, tuple)):
+            message = " ".join(str(part) for part in raw_message) if len(raw_message) != 1 else str(raw_message[0])
+        else:
+            message = str(raw_message if raw_message is not None else record.result)
+        raise TaskExecutionError(
+            task_id,
+            message,
+            {"exception_type": exc_type, "exc_module": exc.get("exc_module"), "traceback": record.traceback},
+            error_type=exc_type,
+        )
+    if record.status == "REVOKED":
+        raise TaskExecutionError(
+            task_id, "task was revoked", {"exception_type": "TaskRevokedError"}, error_type="TaskRevokedError"
+        )
+    raise InvalidTaskStatusError(task_id, record.status)
+
+
+def _normalize_error_info(error_info: Any) -> Tuple[str, str, Dict[str, Any]]:
+    if not isinstance(error_info, Mapping):
+        return "UnknownError", str(error_info) if error_info else "Unknown error", {}
+    details = error_info.get("error_details") or {}
+    if not isinstance(details, dict):
+        details = {"raw_error_details": details}
+    return (
+        str(error_info.get("error_type") or "UnknownError"),
+        str(error_info.get("error_message") or "Unknown error"),
+        details,
+    )
+
+
+def raise_task_error(task_id: str, error_info: Any) -> NoReturn:
+    """Raise the typed error an operator error envelope stands for."""
+    error_type, message, details = _normalize_error_info(error_info)
+    if error_type == "TaskDeadlineExceededError":
+        raise TaskDeadlineExceededError(task_id, details.get("deadline", 0), details.get("current_time", 0))
+    if error_type == "TaskCancelledError":
+        raise TaskCancelledError(task_id, details.get("cancel_key", ""))
+    if error_type == "TaskDeliveryLimitExceededError":
+        raise TaskDeliveryLimitExceededError(task_id, message, details, error_type=error_type)
+    raise TaskExecutionError(task_id, message, details, error_type=error_type)
+
+
+def _checked_status(task_id: str, result: Any) -> Mapping[str, Any]:
+    if not isinstance(result, Mapping):
+        raise InvalidResultFormatError(task_id, result)
+    status = result.get("status", "unknown")
+    if status == "error":
+        raise_task_error(task_id, result.get("error", {}))
+    if status != "success":
+        raise InvalidTaskStatusError(task_id, str(status))
+    return result
+
+
+def parse_task_result(task_id: str, result: Any) -> OperatorTaskResult:
+    """Outputs of a success envelope; typed errors for everything else."""
+    envelope = _checked_status(task_id, result)
+    artifacts = envelope.get("artifacts") or []
+    results = envelope.get("results") or {}
+    if not isinstance(artifacts, list) or not isinstance(results, dict):
+        raise InvalidResultFormatError(task_id, result)
+    return OperatorTaskResult(artifacts=artifacts, results=results)
+
+
+def parse_desc_result(task_id: str, result: Any) -> OperatorDescription:
+    """The operator's description from a desc envelope."""
+    envelope = _checked_status(task_id, result)
+    return OperatorDescription(
+        doc=envelope.get("doc"),
+        options_schema=envelope.get("options_schema"),
+        results_schema=envelope.get("results_schema"),
+    )
+
+
+def inspect_probe_result(result: Any) -> Tuple[bool, Optional[str]]:
+    """``(response_ok, error)``: an operator envelope of either status proves the operator answered."""
+    if not isinstance(result, Mapping):
+        return False, f"Invalid result format: {type(result)!r}"
+    status = result.get("status")
+    if status == "success":
+        return True, None
+    if status == "error":
+        return True, _normalize_error_info(result.get("error", {}))[1]
+    return False, f"Invalid task status: {status!r}"

@@ -1,0 +1,165 @@
+"""Public value types: the seed's dataclasses and TypedDicts, same names and fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:  # the handles live with the facades; only their types are needed here
+    from ._async import AsyncTaskHandle
+    from ._sync import TaskHandle
+
+if TYPE_CHECKING:
+    from typing_extensions import TypedDict
+else:
+    from typing import TypedDict
+
+__all__ = (
+    "AsyncSubmittedTask",
+    "BatchTaskResult",
+    "ErrorInfoDict",
+    "HealthCheckResult",
+    "InputArtifactDict",
+    "LegacyBatchTasks",
+    "LegacyTaskResult",
+    "OperatorDescription",
+    "OperatorTaskResult",
+    "SubmittedTask",
+    "TaskMetaDict",
+    "TaskPayloadDict",
+)
+
+LegacyTaskResult = Tuple[List[Dict[str, Any]], Dict[str, Any]]
+"""``(artifacts, results)`` as ``sync()`` returns it."""
+LegacyBatchTasks = List[Tuple[List[Dict[str, Any]], Dict[str, Any]]]
+"""A batch: ``[(input_artifacts, options), ...]``."""
+
+
+class InputArtifactDict(TypedDict, total=False):
+    """An input artifact: ``uri`` is required, ``slot``/``name``/``meta`` optional."""
+
+    uri: str
+    slot: str
+    meta: Dict[str, Any]
+
+
+class TaskMetaDict(TypedDict, total=False):
+    """Task metadata sent to the operator."""
+
+    persistent_output: bool
+
+
+class TaskPayloadDict(TypedDict, total=False):
+    """The operator payload (the task's keyword arguments)."""
+
+    meta: Dict[str, Any]
+    artifacts: List[Dict[str, Any]]
+    options: Dict[str, Any]
+    deadline: float
+    cancel_key: str
+    task_type: str
+
+
+class ErrorInfoDict(TypedDict, total=False):
+    """The ``error`` member of an operator's error envelope."""
+
+    error_type: str
+    error_message: str
+    error_details: Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OperatorTaskResult:
+    """A successful task's outputs."""
+
+    artifacts: List[Dict[str, Any]]
+    results: Dict[str, Any]
+
+    def to_legacy_tuple(self) -> LegacyTaskResult:
+        """``(artifacts, results)``."""
+        return self.artifacts, self.results
+
+
+@dataclass(frozen=True)
+class OperatorDescription:
+    """What an operator says about itself (``desc``)."""
+
+    doc: Any
+    options_schema: Any
+    results_schema: Any
+
+    def to_dict(self) -> Dict[str, Any]:
+        """``{"doc", "options_schema", "results_schema"}`` as the seed's ``desc`` returns it."""
+        return {"doc": self.doc, "options_schema": self.options_schema, "results_schema": self.results_schema}
+
+
+@dataclass(frozen=True)
+class SubmittedTask:
+    """One task of a sync ``batch_submit``: its handle, or the error that kept it from being sent."""
+
+    index: int
+    async_result: Optional[TaskHandle] = None
+    error: Optional[Exception] = None
+
+    @property
+    def submitted(self) -> bool:
+        """True when the task was published."""
+        return self.async_result is not None and self.error is None
+
+    @property
+    def task_id(self) -> Optional[str]:
+        """The task id, when submitted."""
+        return None if self.async_result is None else self.async_result.id
+
+
+@dataclass(frozen=True)
+class AsyncSubmittedTask:
+    """One task of an async ``batch_submit``."""
+
+    index: int
+    handle: Optional[AsyncTaskHandle] = None
+    error: Optional[Exception] = None
+
+    @property
+    def submitted(self) -> bool:
+        """True when the task was published."""
+        return self.handle is not None and self.error is None
+
+    @property
+    def task_id(self) -> Optional[str]:
+        """The task id, when submitted."""
+        return None if self.handle is None else self.handle.task_id
+
+
+@dataclass(frozen=True)
+class BatchTaskResult:
+    """The outcome of one task of a batch, at its input ``index``."""
+
+    index: int
+    task_id: Optional[str]
+    submitted: bool
+    artifacts: List[Dict[str, Any]] = field(default_factory=list)
+    results: Dict[str, Any] = field(default_factory=dict)
+    error: Optional[Exception] = None
+
+    @property
+    def success(self) -> bool:
+        """Submitted and finished without error."""
+        return self.submitted and self.error is None
+
+    def to_legacy_tuple(self) -> LegacyTaskResult:
+        """``(artifacts, results)``, or ``([], {})`` for a failed task (the legacy best-effort shape)."""
+        if self.success:
+            return self.artifacts, self.results
+        return [], {}
+
+
+@dataclass(frozen=True)
+class HealthCheckResult:
+    """What ``probe()`` found: could we submit, did a result come back, was it an operator envelope."""
+
+    submit_ok: bool
+    retrieval_ok: bool
+    response_ok: bool
+    task_id: Optional[str] = None
+    error: Optional[str] = None
