@@ -1,0 +1,102 @@
+"""Shared fixtures: anyio backends, the real SDK operator, a redis-py admin connection."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "protocol_fixtures"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: Any) -> str:
+    """Every async test runs under asyncio and trio."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def redis_url(sandai_redis_url: str) -> str:
+    return sandai_redis_url
+
+
+@pytest.fixture(scope="session")
+def redis_admin(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain redis-py client for assertions about server state."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def load_fixture(name: str) -> Dict[str, Any]:
+    return json.loads((FIXTURES / name).read_text())  # type: ignore[no-any-return]
+
+
+def sdk_python() -> str:
+    path = Path(os.environ.get("SANDAI_SDK_PYTHON", ROOT / ".interop" / "sdk" / "bin" / "python"))
+    if not path.exists():
+        pytest.fail(f"the operator SDK environment is missing ({path}); run `make interop` (make test does)",
+                    pytrace=False)
+    return str(path)
+
+
+class SdkOperator:
+    """A real operator (protocol_fixtures/echo_operator.py) in the SDK's own virtualenv."""
+
+    def __init__(self, redis_url: str, name: str, tmp: Path, extra_env: Dict[str, str]) -> None:
+        self.name, self.version, self.broker_url = name, "v1", redis_url
+        self.log = tmp / f"{name}.log"
+        env = dict(os.environ, SANDAI_OPERATOR_ENV="prod", SANDAI_OPERATOR_CELERY_BROKER_URL=redis_url,
+                   SANDAI_OPERATOR_TEMP_DIR=str(tmp / "artifacts"), **extra_env)
+        self.proc = subprocess.Popen([sdk_python(), str(FIXTURES / "echo_operator.py"), name, "v1"], env=env,
+                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        from sandai_operator_client import create_client
+
+        deadline = time.monotonic() + timeout
+        with create_client(self.name, self.version, broker_url=self.broker_url) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"SDK operator exited: {self.log.read_text()[-3000:]}", pytrace=False)
+                if client.probe(timeout=5).response_ok:
+                    return
+        pytest.fail(f"SDK operator did not answer: {self.log.read_text()[-3000:]}", pytrace=False)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def sdk_operator(redis_url: str, tmp_path_factory: Any, redis_admin: redis.Redis) -> Iterator[SdkOperator]:
+    """One real SDK operator for the session, on its own unique queues."""
+    op = SdkOperator(redis_url, f"sdk-{uuid.uuid4().hex[:10]}", tmp_path_factory.mktemp("sdk"), {})
+    try:
+        op.wait_ready()
+        yield op
+    finally:
+        op.stop()
+        for key in redis_admin.scan_iter(match=f"*{op.name}*"):
+            redis_admin.delete(key)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def python_exe() -> str:
+    return sys.executable

@@ -1,0 +1,236 @@
+"""Unit and property tests of the sans-IO layer: RESP, serializers, payloads, records."""
+
+from __future__ import annotations
+
+import ast
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sandai_operator_client.errors import InvalidTaskInputError, InvalidTaskStatusError, InvalidResultFormatError
+from sandai_operator_client.protocol.celery import decode_task_body, encode_task_message
+from sandai_operator_client.protocol.kombu_redis import (
+    decode_redis_envelope,
+    encode_redis_envelope,
+    priority_list_name,
+    priority_list_names,
+)
+from sandai_operator_client.protocol.operator import build_task_payload, inspect_probe_result, parse_task_result
+from sandai_operator_client.protocol.resp import NEED_DATA, RespError, RespProtocolError, RespReader, encode_command
+from sandai_operator_client.protocol.results import decode_result_record, encode_result_record
+from sandai_operator_client.protocol.serialization import DecodeError, EncodeError, dumps, loads
+
+PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "sandai_operator_client" / "protocol"
+
+
+def test_protocol_layer_imports_no_io() -> None:
+    forbidden = {"anyio", "socket", "celery", "redis", "kombu", "trio", "asyncio", "ssl", "time", "random"}
+    for path in PROTOCOL_DIR.glob("*.py"):
+        source = path.read_text()
+        for clock_or_id in ("uuid1(", "uuid4(", ".now(", ".utcnow(", "time()", "getpid("):
+            assert clock_or_id not in source, f"{path.name} makes its own clock or id: {clock_or_id}"
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+# ---------------------------------------------------------------------------- RESP
+RESP_CASES = [
+    (b"+OK\r\n", "OK"),
+    (b"-ERR wrong\r\n", RespError("ERR wrong")),
+    (b":42\r\n", 42),
+    (b"$5\r\nhello\r\n", b"hello"),
+    (b"$-1\r\n", None),
+    (b"*-1\r\n", None),
+    (b"*0\r\n", []),
+    (b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$4\r\ndata\r\n", [b"message", b"ch", b"data"]),
+    (b"*2\r\n*1\r\n:1\r\n$0\r\n\r\n", [[1], b""]),
+]
+
+
+@pytest.mark.parametrize(("wire", "value"), RESP_CASES)
+def test_resp_reader_golden(wire: bytes, value: Any) -> None:
+    reader = RespReader()
+    # byte by byte: every prefix must say NEED_DATA, never a wrong value
+    for i in range(len(wire) - 1):
+        reader.feed(wire[i : i + 1])
+        assert reader.next_reply() is NEED_DATA
+    reader.feed(wire[-1:])
+    assert reader.next_reply() == value
+    assert reader.next_reply() is NEED_DATA
+
+
+def test_resp_pipeline_and_garbage() -> None:
+    reader = RespReader()
+    reader.feed(b":1\r\n:2\r\n+OK\r\n")
+    assert [reader.next_reply() for _ in range(3)] == [1, 2, "OK"]
+    reader.feed(b"!bad\r\n")
+    with pytest.raises(RespProtocolError):
+        reader.next_reply()
+    bad_length = RespReader()
+    bad_length.feed(b"$x\r\n")
+    with pytest.raises(RespProtocolError):
+        bad_length.next_reply()
+
+
+def test_encode_command() -> None:
+    assert encode_command("SETEX", b"k", 10, 1.5) == b"*4\r\n$5\r\nSETEX\r\n$1\r\nk\r\n$2\r\n10\r\n$3\r\n1.5\r\n"
+    with pytest.raises(TypeError):
+        encode_command("SET", True)
+
+
+@given(st.lists(st.binary(max_size=64), max_size=8))
+def test_resp_bulk_roundtrip(items: "list[bytes]") -> None:
+    # a command is an array of bulk strings: the reader must read back exactly what was encoded
+    reader = RespReader()
+    reader.feed(encode_command(*items) if items else b"*0\r\n")
+    assert reader.next_reply() == items
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_resp_reader_never_crashes_on_garbage(data: bytes) -> None:
+    reader = RespReader()
+    reader.feed(data)
+    try:
+        for _ in range(50):
+            if reader.next_reply() is NEED_DATA:
+                break
+    except RespProtocolError:
+        pass
+
+
+# ---------------------------------------------------------------------------- serializers and records
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values, st.sampled_from(["json", "msgpack"]))
+def test_serializer_roundtrip(value: Any, serializer: str) -> None:
+    assert loads(dumps(value, serializer), serializer) == value
+
+
+@given(json_values, st.sampled_from(["json", "msgpack"]), st.text(min_size=1, max_size=20))
+def test_task_message_roundtrip(options: Any, serializer: str, text: str) -> None:
+    payload = build_task_payload([{"uri": "s3://b/" + text}], {"v": options}, deadline=1.5, cancel_key=None,
+                                 persistent_output=True)
+    message = encode_task_message(task_id="id", task_name="t", kwargs=payload, serializer=serializer, origin="o")
+    envelope, body = decode_redis_envelope(encode_redis_envelope(message, queue="q", delivery_tag="d"))
+    args, kwargs, embed = decode_task_body(body, envelope["content-type"])
+    assert (args, kwargs) == ([], payload)
+    assert envelope["properties"]["correlation_id"] == "id"
+
+
+@given(json_values, st.sampled_from(["json", "msgpack"]))
+def test_result_record_roundtrip(result: Any, serializer: str) -> None:
+    raw = encode_result_record(task_id="t", status="SUCCESS", result=result, date_done="d", serializer=serializer)
+    record = decode_result_record(raw)
+    assert (record.status, record.result, record.task_id) == ("SUCCESS", result, "t")
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300))
+def test_garbage_records_raise_decode_error_only(data: bytes) -> None:
+    try:
+        decode_result_record(data)
+    except DecodeError:
+        pass
+
+
+def test_pickle_is_refused_never_loaded(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> Any:
+            return (marker.write_text, ("x",))
+
+    for protocol in range(2, 6):
+        with pytest.raises(DecodeError, match="pickle"):
+            decode_result_record(pickle.dumps({"status": "SUCCESS", "result": Exploit()}, protocol=protocol))
+    with pytest.raises(DecodeError, match="pickle"):
+        loads(b"anything", "application/x-python-serialize")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b'{"status": 1}', b"[1, 2]", b'"text"', b'{"result": 1}', b"\xde\x00", b"\x81\xa1a\x01",
+     b'{"status": "SUCCESS", "result": {"__type__": "evil", "__value__": 1}}', b"\xff\xfe"],
+)
+def test_bad_records(raw: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_result_record(raw)
+
+
+def test_unknown_content_type_and_accept_list() -> None:
+    with pytest.raises(DecodeError, match="unknown content type"):
+        loads(b"x", "application/yaml")
+    with pytest.raises(DecodeError, match="not accepted"):
+        loads(b"{}", "json", accept=("msgpack",))
+
+
+def test_unserializable_values() -> None:
+    with pytest.raises(EncodeError):
+        dumps({"x": object()}, "json")
+    with pytest.raises(EncodeError):
+        dumps({"x": {1, 2}}, "msgpack")
+    with pytest.raises(EncodeError):
+        dumps({"x": 1}, "pickle")
+
+
+# ---------------------------------------------------------------------------- payloads
+def test_payload_shape() -> None:
+    assert build_task_payload([], {"a": 1}, deadline=None, cancel_key=None, persistent_output=False) == {
+        "meta": {"persistent-output": False}, "artifacts": [], "options": {"a": 1}}
+    assert build_task_payload([{"uri": "u", "slot": "s"}], {}, deadline=5, cancel_key="ck", persistent_output=True) == {
+        "meta": {"persistent-output": True}, "artifacts": [{"uri": "u", "slot": "s"}], "options": {},
+        "deadline": 5.0, "cancel_key": "ck"}
+
+
+@pytest.mark.parametrize(
+    ("artifacts", "options", "match"),
+    [
+        ("file:///x", {}, "list of dicts"),
+        ([{"slot": "a"}], {}, "uri"),
+        ([{"uri": ""}], {}, "uri"),
+        (["x"], {}, r"input_artifacts\[0\]"),
+        ([], "opts", "options must be a dict"),
+        ([], {1: "a"}, "keys must be strings"),
+    ],
+)
+def test_bad_input_is_refused(artifacts: Any, options: Any, match: str) -> None:
+    with pytest.raises(InvalidTaskInputError, match=match):
+        build_task_payload(artifacts, options, deadline=None, cancel_key=None, persistent_output=False)
+
+
+def test_bad_deadline() -> None:
+    with pytest.raises(InvalidTaskInputError):
+        build_task_payload([], {}, deadline=float("nan"), cancel_key=None, persistent_output=False)
+
+
+def test_priority_lists() -> None:
+    assert priority_list_name("q", 0) == "q"
+    assert priority_list_name("q", 5) == "q\x06\x163"
+    assert priority_list_names("q") == ("q", "q\x06\x163", "q\x06\x166", "q\x06\x169")
+
+
+def test_envelope_parsing_errors() -> None:
+    with pytest.raises(InvalidResultFormatError):
+        parse_task_result("t", ["not", "a", "dict"])
+    with pytest.raises(InvalidTaskStatusError):
+        parse_task_result("t", {"status": "partial"})
+    assert inspect_probe_result({"status": "error", "error": {"error_message": "boom"}}) == (True, "boom")
+    assert inspect_probe_result("x")[0] is False
