@@ -6,7 +6,7 @@ from types import TracebackType
 from typing import Any, Dict, Generator, List, Optional, Type
 
 from ._core.core import OperatorCore, Submission
-from .config import VALID_PRIORITIES, ClientConfig, resolve_client_config
+from ._settings import ClientSettings
 from .errors import OperatorError
 from .types import AsyncSubmittedTask, BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult
 
@@ -63,29 +63,11 @@ class AsyncTaskHandle:
         return f"<AsyncTaskHandle {self.id}>"
 
 
-class AsyncOperatorClient:
+class AsyncOperatorClient(ClientSettings):
     """Async client for one operator (``name``/``version``); use ``async with`` or call ``aclose()``."""
 
-    def __init__(
-        self,
-        operator_name: str,
-        operator_version: str,
-        broker_url: Optional[str] = None,
-        result_backend: Optional[str] = None,
-        timeout: int = 28800,
-        debug: bool = False,
-        priority: str = "normal",
-        cancel_key: Optional[str] = None,
-        auto_forget_result: Optional[bool] = None,
-    ) -> None:
-        self.config: ClientConfig = resolve_client_config(
-            operator_name, operator_version, broker_url=broker_url, result_backend=result_backend,
-            timeout=timeout, debug=debug, priority=priority, cancel_key=cancel_key,
-            auto_forget_result=auto_forget_result,
-        )
+    def _open(self) -> None:
         self._core = OperatorCore(self.config)
-        self._core.check_priority(priority)
-        _copy_settings(self, self.config)
 
     async def __aenter__(self) -> AsyncOperatorClient:
         return self
@@ -194,9 +176,6 @@ class AsyncOperatorClient:
         )
         return [r.to_legacy_tuple() for r in results]
 
-    def get_queue_info(self) -> Dict[str, str]:
-        """Queue name per priority."""
-        return dict(self.config.queue_names)
 
     async def queue_depth(self) -> Dict[str, int]:
         """Messages waiting per priority queue."""
@@ -210,24 +189,6 @@ class AsyncOperatorClient:
         """True when the submit path works (``probe().submit_ok``)."""
         return (await self.probe(timeout=timeout)).submit_ok
 
-    def __repr__(self) -> str:
-        return f"<AsyncOperatorClient {self.operator_name} {self.operator_version} {self.config.celery!r}>"
-
-
-def _copy_settings(client: Any, config: ClientConfig) -> None:
-    """The seed exposed its settings as attributes; both facades keep them."""
-    client.valid_priorities = list(VALID_PRIORITIES)
-    client.operator_name = config.operator_name
-    client.operator_version = config.operator_version
-    client.timeout = config.timeout
-    client.debug = config.debug
-    client.priority = config.priority
-    client.cancel_key = config.cancel_key
-    client.auto_forget_result = config.auto_forget_result
-    client.task_name = config.task_name
-    client.queue_names = dict(config.queue_names)
-    client.broker_url = config.broker_url
-    client.result_backend = config.result_backend
 
 
 def create_async_client(operator_name: str, operator_version: str, **kwargs: Any) -> AsyncOperatorClient:

@@ -44,7 +44,7 @@ class LoopThread:
 
         try:
             anyio.run(serve, backend="asyncio")
-        except BaseException as exc:  # noqa: BLE001 - reported to the thread that waits for readiness
+        except BaseException as exc:
             self._error = exc
             self._ready.set()
 

@@ -7,10 +7,9 @@ from functools import cached_property
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Type
 
-from ._async import _copy_settings
 from ._core.core import OperatorCore, Submission
 from ._portal import LoopThread, loop_thread
-from .config import ClientConfig, resolve_client_config
+from ._settings import ClientSettings
 from .errors import OperatorError
 from .types import BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult, SubmittedTask
 
@@ -62,11 +61,11 @@ class TaskHandle:
 
     def successful(self) -> bool:
         """True when the task's record is SUCCESS."""
-        return self.state == "SUCCESS"
+        return bool(self.state == "SUCCESS")
 
     def failed(self) -> bool:
         """True when the task's record is FAILURE."""
-        return self.state == "FAILURE"
+        return bool(self.state == "FAILURE")
 
     @property
     def state(self) -> TaskState:
@@ -83,31 +82,13 @@ class TaskHandle:
         return f"<TaskHandle {self.id}>"
 
 
-class OperatorClient:
+class OperatorClient(ClientSettings):
     """Blocking client for one operator; ``close()`` it (or use ``with``) when done."""
 
-    def __init__(
-        self,
-        operator_name: str,
-        operator_version: str,
-        broker_url: Optional[str] = None,
-        result_backend: Optional[str] = None,
-        timeout: int = 28800,
-        debug: bool = False,
-        priority: str = "normal",
-        cancel_key: Optional[str] = None,
-        auto_forget_result: Optional[bool] = None,
-    ) -> None:
-        self.config: ClientConfig = resolve_client_config(
-            operator_name, operator_version, broker_url=broker_url, result_backend=result_backend,
-            timeout=timeout, debug=debug, priority=priority, cancel_key=cancel_key,
-            auto_forget_result=auto_forget_result,
-        )
+    def _open(self) -> None:
         self._loop: LoopThread = loop_thread()
         # loop-bound objects are built in the loop thread
         self._core: OperatorCore = self._loop.run_sync(OperatorCore, self.config)
-        self._core.check_priority(priority)
-        _copy_settings(self, self.config)
 
     def _run(self, method: Any, *args: Any) -> Any:
         if self._loop.pid != os.getpid():  # forked: the parent's loop and sockets are not ours
@@ -228,9 +209,6 @@ class OperatorClient:
         )
         return [r.to_legacy_tuple() for r in results]
 
-    def get_queue_info(self) -> Dict[str, str]:
-        """Queue name per priority."""
-        return dict(self.config.queue_names)
 
     def queue_depth(self) -> Dict[str, int]:
         """Messages waiting per priority queue."""
@@ -244,8 +222,6 @@ class OperatorClient:
         """True when the submit path works (``probe().submit_ok``)."""
         return self.probe(timeout=timeout).submit_ok
 
-    def __repr__(self) -> str:
-        return f"<OperatorClient {self.operator_name} {self.operator_version} {self.config.celery!r}>"
 
 
 def create_client(operator_name: str, operator_version: str, **kwargs: Any) -> OperatorClient:

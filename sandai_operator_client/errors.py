@@ -57,7 +57,7 @@ class TaskExecutionError(OperatorError):
 
 def _rebuild_execution_error(
     cls: Any, task_id: str, message: str, details: Dict[str, Any], error_type: Optional[str]
-) -> "TaskExecutionError":
+) -> TaskExecutionError:
     return cls(task_id, message, details, error_type=error_type)  # type: ignore[no-any-return]
 
 

@@ -24,7 +24,7 @@ from sandai_operator_client import (
     create_async_client,
     create_client,
 )
-from sandai_operator_client.testing import Crash, Delay, Echo, FakeOperator, Fail, Succeed
+from sandai_operator_client.testing import Crash, Delay, Echo, Fail, FakeOperator, Succeed
 
 pytestmark = pytest.mark.anyio
 ART = [{"uri": "file:///tmp/in.mp4", "slot": "video"}]
@@ -91,7 +91,7 @@ def test_sync_handles(operator_client: OperatorClient, fake_operator: FakeOperat
 def test_desc_is_cached(operator_client: OperatorClient, fake_operator: FakeOperator) -> None:
     assert operator_client.desc["doc"] == f"Fake operator {fake_operator.name} v1"
     assert operator_client.desc is operator_client.desc
-    assert [p for p in fake_operator.received if p.get("task_type") == "desc"][0]["_priority"] == "high"
+    assert next(p for p in fake_operator.received if p.get("task_type") == "desc")["_priority"] == "high"
     assert len([p for p in fake_operator.received if p.get("task_type") == "desc"]) == 1
 
 

@@ -10,8 +10,8 @@ from typing import Any, Dict
 
 import msgpack
 import pytest
-
 from conftest import load_fixture
+
 from sandai_operator_client.errors import (
     TaskCancelledError,
     TaskDeadlineExceededError,
@@ -39,7 +39,7 @@ def _raw(entry: Dict[str, Any]) -> bytes:
     return entry["raw"].encode() if "raw" in entry else bytes.fromhex(entry["raw_hex"])
 
 
-def _only(lists: Dict[str, Any]) -> "tuple[str, str]":
+def _only(lists: Dict[str, Any]) -> tuple[str, str]:
     ((name, elements),) = lists.items()
     assert len(elements) == 1
     return name, elements[0]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandai_operator_client.errors import InvalidTaskInputError, InvalidTaskStatusError, InvalidResultFormatError
+from sandai_operator_client.errors import InvalidResultFormatError, InvalidTaskInputError, InvalidTaskStatusError
 from sandai_operator_client.protocol.celery import decode_task_body, encode_task_message
 from sandai_operator_client.protocol.kombu_redis import (
     decode_redis_envelope,
@@ -90,7 +90,7 @@ def test_encode_command() -> None:
 
 
 @given(st.lists(st.binary(max_size=64), max_size=8))
-def test_resp_bulk_roundtrip(items: "list[bytes]") -> None:
+def test_resp_bulk_roundtrip(items: list[bytes]) -> None:
     # a command is an array of bulk strings: the reader must read back exactly what was encoded
     reader = RespReader()
     reader.feed(encode_command(*items) if items else b"*0\r\n")
@@ -129,7 +129,7 @@ def test_task_message_roundtrip(options: Any, serializer: str, text: str) -> Non
                                  persistent_output=True)
     message = encode_task_message(task_id="id", task_name="t", kwargs=payload, serializer=serializer, origin="o")
     envelope, body = decode_redis_envelope(encode_redis_envelope(message, queue="q", delivery_tag="d"))
-    args, kwargs, embed = decode_task_body(body, envelope["content-type"])
+    args, kwargs, _embed = decode_task_body(body, envelope["content-type"])
     assert (args, kwargs) == ([], payload)
     assert envelope["properties"]["correlation_id"] == "id"
 

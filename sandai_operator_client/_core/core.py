@@ -182,7 +182,7 @@ class OperatorCore:
             return [error] * len(tasks)
         if self.config.debug:
             logger.debug("published %d task(s) to %s", len(tasks), sorted({t.queue for t in tasks}))
-        return [None if r is None else self._connection_error(f"broker refused the task: {r}") for r in reasons]
+        return [None if r is None else self._connection_error(f"could not publish: {r}") for r in reasons]
 
     async def _publish_one(self, task: PreparedTask) -> None:
         (error,) = await self.publish([task])
@@ -201,7 +201,9 @@ class OperatorCore:
         submissions: List[Submission] = []
         prepared: List[PreparedTask] = []
         if not isinstance(tasks, Sequence) or isinstance(tasks, (str, bytes)):
-            raise InvalidTaskInputError(f"tasks must be a list of (input_artifacts, options), not {type(tasks).__name__}")
+            raise InvalidTaskInputError(
+                f"tasks must be a list of (input_artifacts, options), not {type(tasks).__name__}"
+            )
         for index, spec in enumerate(tasks):
             try:
                 if not isinstance(spec, Sequence) or isinstance(spec, (str, bytes)) or len(spec) != 2:
@@ -348,7 +350,8 @@ class OperatorCore:
         try:
             if watch is None:
                 raise error or self._connection_error("no result subscription")
-            artifacts, results = parse_task_result(task_id, self._outcome_envelope(task_id, watch, budget)).to_legacy_tuple()
+            envelope = self._outcome_envelope(task_id, watch, budget)
+            artifacts, results = parse_task_result(task_id, envelope).to_legacy_tuple()
         except OperatorError as exc:
             return BatchTaskResult(index=index, task_id=task_id, submitted=True, error=exc)
         return BatchTaskResult(index=index, task_id=task_id, submitted=True, artifacts=artifacts, results=results)

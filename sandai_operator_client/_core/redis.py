@@ -1,9 +1,7 @@
 """Redis connections on anyio byte streams: tcp, tls and unix sockets; AUTH and SELECT; pipelining.
 
-``CommandChannel`` multiplexes every caller's commands onto one connection by group commit: whoever finds
-the channel idle becomes the flusher, writes everything queued as one pipeline and reads the replies in
-order; callers arriving meanwhile queue up for the next flush. No background task is needed, so the
-channel works under asyncio and trio alike and leaves nothing running when its callers are gone.
+``CommandChannel`` multiplexes every caller's commands onto one connection by group commit
+(``group_commit.py``): everything queued while a pipeline is in flight goes out as the next pipeline.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ import anyio
 import anyio.abc
 
 from ..protocol.resp import NEED_DATA, RespError, RespProtocolError, RespReader, encode_commands
+from .group_commit import GroupCommit
 
 __all__ = ("CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "parse_redis_url")
 
@@ -122,14 +121,12 @@ class RedisConnection:
                 stream: anyio.abc.ByteStream
                 if address.path:
                     stream = await anyio.connect_unix(address.path)
-                else:
+                elif address.tls:
                     stream = await anyio.connect_tcp(
-                        address.host,
-                        address.port,
-                        tls=address.tls,
-                        ssl_context=address.ssl_context() if address.tls else None,
-                        tls_standard_compatible=False,
+                        address.host, address.port, ssl_context=address.ssl_context(), tls_standard_compatible=False
                     )
+                else:
+                    stream = await anyio.connect_tcp(address.host, address.port)
                 conn = cls(stream, address)
                 setup: List[Command] = []
                 if address.password is not None:
@@ -183,18 +180,6 @@ class RedisConnection:
                 pass
 
 
-class _Pending:
-    __slots__ = ("commands", "done", "error", "promoted", "replies", "wake")
-
-    def __init__(self, commands: Sequence[Command]) -> None:
-        self.commands = commands
-        self.replies: List[object] = []
-        self.error: Optional[ConnectionLost] = None
-        self.done = False
-        self.promoted = False
-        self.wake = anyio.Event()
-
-
 class CommandChannel:
     """Many callers, one Redis connection, one pipeline per flush (group commit)."""
 
@@ -203,9 +188,8 @@ class CommandChannel:
         self._connect_timeout = connect_timeout
         self._io_timeout = io_timeout
         self._conn: Optional[RedisConnection] = None
-        self._queue: List[_Pending] = []
         self._deferred: List[Command] = []
-        self._flushing = False
+        self._pipeline: GroupCommit[Command, object] = GroupCommit(self._flush)
         self._closed = False
 
     def defer(self, *args: object) -> None:
@@ -222,77 +206,34 @@ class CommandChannel:
     async def execute_many(self, commands: Sequence[Command]) -> List[object]:
         """Run commands back to back in one pipeline, coalesced with other callers' commands.
 
-        A caller cancelled before its turn has nothing sent; once its pipeline is written the flush
-        completes (shielded, bounded by the I/O timeout) so the connection never carries unread replies.
+        Raises ``ConnectionLost`` when the server cannot be reached or stops answering.
         """
         if self._closed:
             raise ConnectionLost("the client is closed")
-        pending = _Pending(commands)
-        self._queue.append(pending)
-        try:
-            if self._flushing:
-                await pending.wake.wait()
-            if not pending.done:  # idle channel, or leadership handed to us
-                self._flushing = True
-                await self._lead(pending)
-        finally:
-            if not pending.done:
-                # cancelled while queued: withdraw, and pass the lead on if it was ours
-                if pending in self._queue:
-                    self._queue.remove(pending)
-                if pending.promoted:
-                    self._hand_off()
-        if pending.error is not None:
-            raise pending.error
-        return pending.replies
+        return await self._pipeline.submit(commands)
 
-    def _hand_off(self) -> None:
-        if self._queue:
-            head = self._queue[0]
-            head.promoted = True
-            head.wake.set()
-        else:
-            self._flushing = False
-
-    async def _lead(self, own: _Pending) -> None:
-        try:
-            with anyio.CancelScope(shield=True):
-                while not own.done:
-                    batch, self._queue = self._queue, []
-                    await self._flush(batch)
-        finally:
-            self._hand_off()
-
-    async def _flush(self, batch: List[_Pending]) -> None:
-        error: Optional[ConnectionLost] = None
-        replies: List[object] = []
+    async def _flush(self, commands: List[Command]) -> List[object]:
         deferred, self._deferred = self._deferred, []
         try:
             with anyio.fail_after(self._io_timeout):
                 if self._conn is None:
                     self._conn = await RedisConnection.open(self.address, self._connect_timeout)
-                replies = await self._conn.request(deferred + [cmd for p in batch for cmd in p.commands])
-                replies = replies[len(deferred) :]
+                replies = await self._conn.request(deferred + commands)
+            return replies[len(deferred) :]
         except TimeoutError:
             error = ConnectionLost(f"{self.address.describe()} did not answer within {self._io_timeout:g}s")
         except ConnectionLost as exc:
             error = exc
         except Exception as exc:  # a bug must not leave callers waiting on a wedged connection
             error = ConnectionLost(f"unexpected failure talking to {self.address.describe()}: {exc!r}")
-        if error is not None and self._conn is not None:
+        if self._conn is not None:
             await self._conn.aclose()
             self._conn = None
-        offset = 0
-        for p in batch:
-            n = len(p.commands)
-            p.replies, p.error = replies[offset : offset + n], error
-            offset += n
-            p.done = True
-            p.wake.set()
+        raise error
 
     async def aclose(self) -> None:
         """Send deferred commands (best effort), close the connection; later calls raise ``ConnectionLost``."""
-        if self._deferred and self._conn is not None and not self._flushing:
+        if self._deferred and self._conn is not None and not self._pipeline.busy:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 try:
                     await self.execute_many([])
@@ -302,4 +243,3 @@ class CommandChannel:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.aclose()
-

@@ -83,7 +83,7 @@ class RespReader:
         if result is NEED_DATA:
             return NEED_DATA
         value, self._pos = result  # type: ignore[misc]
-        return value
+        return value  # type: ignore[has-type]
 
     def _parse(self, pos: int) -> object:
         buf = self._buf
@@ -110,7 +110,7 @@ class RespReader:
                 if result is NEED_DATA:
                     return NEED_DATA
                 item, nxt = result  # type: ignore[misc]
-                items.append(item)
+                items.append(item)  # type: ignore[has-type]
             return items, nxt
         if kind == 0x3A:  # : integer
             return int(line), nxt

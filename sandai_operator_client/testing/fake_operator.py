@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
-from contextlib import contextmanager
 
 import anyio
 from anyio.from_thread import start_blocking_portal
@@ -41,7 +41,10 @@ __all__ = (
 
 @dataclass(frozen=True)
 class Echo:
-    """Succeed with ``{"echo": options["text"], "n_artifacts": n}`` and the input artifacts (like ``echo_operator.py``)."""
+    """Succeed with ``{"echo": options["text"], "n_artifacts": n}`` and the input artifacts.
+
+    The same answer as the real ``protocol_fixtures/echo_operator.py``.
+    """
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,9 @@ Behaviour = Callable[[Dict[str, Any]], Reply]
 def echo_behaviour(payload: Dict[str, Any]) -> Reply:
     """The default: options ``fail`` -> error envelope, ``sleep`` -> delay, else echo."""
     options = payload.get("options") or {}
-    reply: Reply = Fail("EchoFailure", "asked to fail", {"text": options.get("text")}) if options.get("fail") else Echo()
+    reply: Reply = Echo()
+    if options.get("fail"):
+        reply = Fail("EchoFailure", "asked to fail", {"text": options.get("text")})
     if options.get("sleep"):
         reply = Delay(float(options["sleep"]), reply)
     return reply
@@ -202,7 +207,7 @@ class FakeOperator:
             pass  # a broken backend loses the result, as it would for the SDK
 
     async def _answer(self, payload: Dict[str, Any], sdk_task_id: str, results: CommandChannel
-                      ) -> Union[None, bytes, Dict[str, Any]]:
+                      ) -> Union[bytes, Dict[str, Any], None]:
         if payload.get("task_type") == "desc":
             return {**self.desc, "task_id": sdk_task_id, "status": "success"}
         deadline = payload.get("deadline")

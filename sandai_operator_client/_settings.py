@@ -1,0 +1,83 @@
+"""The settings both facades expose as attributes (the seed did), resolved once."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from .config import VALID_PRIORITIES, ClientConfig, resolve_client_config
+from .errors import InvalidPriorityError
+
+__all__ = ("ClientSettings",)
+
+
+class ClientSettings:
+    """Resolves a client's configuration and exposes it as the seed's attributes.
+
+    Arguments are the seed's: ``broker_url`` and ``result_backend`` (else ``SANDAI_OPERATOR_CELERY_*``,
+    else ``redis://localhost:6379/0``), ``timeout`` (seconds: the task's deadline and the default wait),
+    ``debug``, ``priority``, ``cancel_key`` (default for every task), ``auto_forget_result`` (delete
+    result keys once read; ``SANDAI_OPERATOR_AUTO_FORGET_RESULT``, default on).
+
+    Raises:
+        InvalidPriorityError: ``priority`` is not one of ``VALID_PRIORITIES``.
+        ValueError: the result backend is not Redis, or a serializer is not json/msgpack.
+    """
+
+    config: ClientConfig
+    valid_priorities: List[str]
+    operator_name: str
+    operator_version: str
+    timeout: int
+    debug: bool
+    priority: str
+    cancel_key: Optional[str]
+    auto_forget_result: bool
+    task_name: str
+    queue_names: Dict[str, str]
+    broker_url: str
+    result_backend: str
+
+    def __init__(
+        self,
+        operator_name: str,
+        operator_version: str,
+        broker_url: Optional[str] = None,
+        result_backend: Optional[str] = None,
+        timeout: int = 28800,
+        debug: bool = False,
+        priority: str = "normal",
+        cancel_key: Optional[str] = None,
+        auto_forget_result: Optional[bool] = None,
+    ) -> None:
+        if priority not in VALID_PRIORITIES:
+            raise InvalidPriorityError(priority, VALID_PRIORITIES)
+        config = resolve_client_config(
+            operator_name, operator_version, broker_url=broker_url, result_backend=result_backend,
+            timeout=timeout, debug=debug, priority=priority, cancel_key=cancel_key,
+            auto_forget_result=auto_forget_result,
+        )
+        self.config = config
+        self.valid_priorities = list(VALID_PRIORITIES)
+        self.operator_name = config.operator_name
+        self.operator_version = config.operator_version
+        self.timeout = config.timeout
+        self.debug = config.debug
+        self.priority = config.priority
+        self.cancel_key = config.cancel_key
+        self.auto_forget_result = config.auto_forget_result
+        self.task_name = config.task_name
+        self.queue_names = dict(config.queue_names)
+        self.broker_url = config.broker_url
+        self.result_backend = config.result_backend
+        self._open()
+
+    def _open(self) -> None:
+        """Build the client's core (each facade in its own way)."""
+        raise NotImplementedError
+
+    def get_queue_info(self) -> Dict[str, str]:
+        """Queue name per priority."""
+        return dict(self.config.queue_names)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.operator_name} {self.operator_version} {self.config.celery!r}>"

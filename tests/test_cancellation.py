@@ -1,0 +1,117 @@
+"""Cancelled or timed-out waiters leave no subscription, waiter or task behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any, List
+
+import anyio
+import pytest
+import redis
+
+from sandai_operator_client import AsyncOperatorClient, OperatorClient, TaskTimeoutError
+from sandai_operator_client.testing import Crash, FakeOperator
+
+pytestmark = pytest.mark.anyio
+
+
+def _subscribed(redis_admin: redis.Redis, task_ids: List[str]) -> int:
+    channels = [f"celery-task-meta-{t}" for t in task_ids]
+    return sum(n for _, n in redis_admin.pubsub_numsub(*channels)) if channels else 0
+
+
+def _eventually(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+async def test_cancel_scope_leaves_nothing(async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator,
+                                           redis_admin: redis.Redis) -> None:
+    fake_operator.behaviour = lambda payload: Crash()
+    hub = async_operator_client._core.hub
+    with anyio.move_on_after(0.3):
+        await async_operator_client.sync([], {})
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(async_operator_client.sync, [], {})
+        await anyio.sleep(0.3)
+        tg.cancel_scope.cancel()
+    with pytest.raises(TaskTimeoutError):
+        await async_operator_client.sync([], {}, timeout=0.2)
+    handle = await async_operator_client.async_call([], {})
+    with anyio.move_on_after(0.2):
+        await handle.get()
+    assert hub.watched_channels == 0 and hub.waiting == 0
+    ids = [p["_task_id"] for p in fake_operator.received]
+    assert len(ids) >= 52
+    with anyio.fail_after(5):
+        while _subscribed(redis_admin, ids):
+            await anyio.sleep(0.02)
+
+
+async def test_cancelled_waiter_does_not_disturb_others(async_operator_client: AsyncOperatorClient,
+                                                        fake_operator: FakeOperator) -> None:
+    # the reader role moves between waiters: cancelling whoever reads must hand it on
+    results: List[Any] = []
+
+    async def patient(i: int) -> None:
+        results.append(await async_operator_client.sync([], {"text": str(i), "sleep": 0.5}))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(patient, i)
+        for _ in range(10):
+            with anyio.move_on_after(0.05):
+                await async_operator_client.sync([], {"sleep": 5})
+    assert sorted(r[1]["echo"] for r in results) == sorted(str(i) for i in range(20))
+    assert async_operator_client._core.hub.watched_channels == 0
+
+
+def test_keyboard_interrupt_in_sync_client(operator_client: OperatorClient, fake_operator: FakeOperator,
+                                           redis_admin: redis.Redis) -> None:
+    fake_operator.behaviour = lambda payload: Crash()
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            operator_client.sync([], {})
+    finally:
+        timer.cancel()
+    hub = operator_client._core.hub
+    assert _eventually(lambda: hub.watched_channels == 0 and hub.waiting == 0)
+    ids = [p["_task_id"] for p in fake_operator.received]
+    assert _eventually(lambda: _subscribed(redis_admin, ids) == 0)
+    # the client still works afterwards
+    fake_operator.behaviour = lambda payload: __import__(
+        "sandai_operator_client.testing", fromlist=["Echo"]).Echo()
+    assert operator_client.sync([], {"text": "after"})[1]["echo"] == "after"
+
+
+def test_sync_client_from_the_loop_thread_raises(operator_client: OperatorClient) -> None:
+    async def inside() -> None:
+        operator_client.get_queue_info()  # no I/O: fine
+        with pytest.raises(RuntimeError, match="own event loop thread"):
+            operator_client.probe(timeout=1)
+
+    operator_client._loop.run(inside)
+
+
+def test_fork_child_gets_its_own_loop(operator_client: OperatorClient) -> None:
+    assert operator_client.sync([], {"text": "parent"})[1]["echo"] == "parent"
+    pid = os.fork()
+    if pid == 0:  # child: the inherited loop thread does not exist here
+        code = 1
+        try:
+            code = 0 if operator_client.sync([], {"text": "child"}, timeout=10)[1]["echo"] == "child" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert operator_client.sync([], {"text": "parent again"})[1]["echo"] == "parent again"
