@@ -11,7 +11,7 @@ SDK_VENV := .interop/sdk
 
 .PHONY: test lint services interop fixtures bench demo clean
 
-test: $(VENV)/.installed services interop
+test: lint services interop
 	$(PY) -m pytest
 
 $(VENV)/.installed: pyproject.toml

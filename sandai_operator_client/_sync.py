@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Type, TypeVar
 
 from ._core.core import OperatorCore, Submission
 from ._portal import LoopThread, loop_thread
@@ -14,6 +14,8 @@ from .errors import OperatorError
 from .types import BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult, SubmittedTask
 
 __all__ = ("OperatorClient", "TaskHandle", "TaskState", "create_client")
+
+T = TypeVar("T")
 
 
 class TaskState(str):
@@ -90,13 +92,13 @@ class OperatorClient(ClientSettings):
         # loop-bound objects are built in the loop thread
         self._core: OperatorCore = self._loop.run_sync(OperatorCore, self.config)
 
-    def _run(self, method: Any, *args: Any) -> Any:
+    def _run(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
         if self._loop.pid != os.getpid():  # forked: the parent's loop and sockets are not ours
             self._loop = loop_thread()
             self._core = self._loop.run_sync(OperatorCore, self.config)
         return self._loop.run(method, self._core, *args)
 
-    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return self._run(lambda core: method(core, *args, **kwargs))
 
     def __enter__(self) -> OperatorClient:
@@ -117,7 +119,7 @@ class OperatorClient(ClientSettings):
     @cached_property
     def desc(self) -> Dict[str, Any]:
         """The operator's description ``{doc, options_schema, results_schema}`` (cached)."""
-        return self._run(OperatorCore.desc)  # type: ignore[no-any-return]
+        return self._run(OperatorCore.desc)
 
     def async_call(
         self,
@@ -151,7 +153,7 @@ class OperatorClient(ClientSettings):
             InvalidTaskStatusError, InvalidResultFormatError, InvalidPriorityError, InvalidTaskInputError,
             OperatorConnectionError.
         """
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             OperatorCore.sync, input_artifacts, options, priority=priority, timeout=timeout,
             cancel_key=cancel_key, persistent_output=persistent_output,
         )
@@ -185,7 +187,7 @@ class OperatorClient(ClientSettings):
     def batch_collect(self, submissions: List[SubmittedTask], *, timeout: Optional[int] = None
                       ) -> List[BatchTaskResult]:
         """Wait for a submitted batch; ``timeout`` is one budget for the whole batch. Input order."""
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             OperatorCore.batch_collect, [(s.index, s.task_id, s.error) for s in submissions], timeout
         )
 
@@ -194,7 +196,7 @@ class OperatorClient(ClientSettings):
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[BatchTaskResult]:
         """Submit and collect a batch: one ``BatchTaskResult`` per task, in input order."""
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             OperatorCore.batch_sync_detailed, tasks, priority=priority, timeout=timeout, cancel_key=cancel_key,
             persistent_output=persistent_output,
         )
@@ -212,11 +214,11 @@ class OperatorClient(ClientSettings):
 
     def queue_depth(self) -> Dict[str, int]:
         """Messages waiting per priority queue."""
-        return self._run(OperatorCore.queue_depth)  # type: ignore[no-any-return]
+        return self._run(OperatorCore.queue_depth)
 
     def probe(self, timeout: int = 10) -> HealthCheckResult:
         """Submit a test task and report what worked."""
-        return self._run(OperatorCore.probe, timeout)  # type: ignore[no-any-return]
+        return self._run(OperatorCore.probe, timeout)
 
     def ping(self, timeout: int = 10) -> bool:
         """True when the submit path works (``probe().submit_ok``)."""

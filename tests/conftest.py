@@ -52,11 +52,14 @@ def sdk_python() -> str:
 class SdkOperator:
     """A real operator (protocol_fixtures/echo_operator.py) in the SDK's own virtualenv."""
 
-    def __init__(self, redis_url: str, name: str, tmp: Path, extra_env: Dict[str, str]) -> None:
-        self.name, self.version, self.broker_url = name, "v1", redis_url
+    def __init__(self, redis_url: str, name: str, tmp: Path, extra_env: Dict[str, str],
+                 broker_url: str = "") -> None:
+        self.name, self.version = name, "v1"
+        self.broker_url, self.result_backend = broker_url or redis_url, redis_url
         self.log = tmp / f"{name}.log"
-        env = dict(os.environ, SANDAI_OPERATOR_ENV="prod", SANDAI_OPERATOR_CELERY_BROKER_URL=redis_url,
-                   SANDAI_OPERATOR_TEMP_DIR=str(tmp / "artifacts"), **extra_env)
+        env = dict(os.environ, SANDAI_OPERATOR_ENV="prod", SANDAI_OPERATOR_CELERY_BROKER_URL=self.broker_url,
+                   SANDAI_OPERATOR_CELERY_RESULT_BACKEND=redis_url, SANDAI_OPERATOR_TEMP_DIR=str(tmp / "artifacts"))
+        env.update(extra_env)
         self.proc = subprocess.Popen([sdk_python(), str(FIXTURES / "echo_operator.py"), name, "v1"], env=env,
                                      stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
 
@@ -64,7 +67,8 @@ class SdkOperator:
         from sandai_operator_client import create_client
 
         deadline = time.monotonic() + timeout
-        with create_client(self.name, self.version, broker_url=self.broker_url) as client:
+        with create_client(self.name, self.version, broker_url=self.broker_url,
+                           result_backend=self.result_backend) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     pytest.fail(f"SDK operator exited: {self.log.read_text()[-3000:]}", pytrace=False)
@@ -100,3 +104,67 @@ def unique_name() -> str:
 
 def python_exe() -> str:
     return sys.executable
+
+
+AMQP_URL = os.environ.get("SANDAI_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def delete_amqp_queues(name: str) -> None:
+    """Remove an operator's queues and exchanges from RabbitMQ (tests share the broker)."""
+    import kombu
+
+    with kombu.Connection(AMQP_URL, connect_timeout=5) as connection:
+        for priority in ("high", "normal", "low", "very_low"):
+            channel = connection.channel()
+            try:
+                channel.queue_delete(f"{priority}.{name}.v1")
+                channel.exchange_delete(f"{priority}.{name}.v1")
+            except Exception:
+                pass
+            finally:
+                try:
+                    channel.close()
+                except Exception:
+                    pass
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(AMQP_URL)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=3):
+            pass
+    except OSError as exc:
+        pytest.fail(f"RabbitMQ is not reachable at {AMQP_URL.split('@')[-1]} ({exc})", pytrace=False)
+    return AMQP_URL
+
+
+class AmqpSdkOperator(SdkOperator):
+    """The real SDK operator on RabbitMQ; ``early`` holds tasks submitted before it first started."""
+
+    early: Any
+    early_client: Any
+
+
+@pytest.fixture(scope="session")
+def sdk_operator_amqp(amqp_url: str, redis_url: str, tmp_path_factory: Any, redis_admin: redis.Redis
+                      ) -> Iterator[AmqpSdkOperator]:
+    """A real SDK operator on RabbitMQ with Redis results; tasks are sent before it first starts."""
+    from sandai_operator_client import create_client
+
+    name = f"sdk-amqp-{uuid.uuid4().hex[:8]}"
+    client = create_client(name, "v1", broker_url=amqp_url, result_backend=redis_url, timeout=120)
+    early = client.batch_submit([([], {"text": f"early-{i}"}) for i in range(3)], priority="low")
+    op = AmqpSdkOperator(redis_url, name, tmp_path_factory.mktemp("sdk-amqp"), {}, broker_url=amqp_url)
+    op.early, op.early_client = early, client
+    try:
+        yield op
+    finally:
+        op.stop()
+        client.close()
+        delete_amqp_queues(name)
+        for key in redis_admin.scan_iter(match=f"*{name}*"):
+            redis_admin.delete(key)

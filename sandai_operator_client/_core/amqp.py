@@ -31,7 +31,7 @@ class KombuPublisher:
     def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
         import kombu  # the only place kombu is imported
 
-        self._kombu = kombu
+        self._kombu: Any = kombu
         self._url = url
         self._connect_timeout = connect_timeout
         self._connection: Any = None
