@@ -1,4 +1,7 @@
-"""The event loop thread that runs the async core for every sync client (DESIGN.md section 2).
+"""How blocking clients drive the async core: inline in the calling thread, else through a loop thread.
+
+``InlineLoop`` (below) runs the core on a private loop in the calling thread whenever that thread is the
+only one inside the client; concurrent calls from other threads go through ``LoopThread``.
 
 One long-lived daemon thread per process runs an anyio ``BlockingPortal`` (asyncio backend); each sync
 call is one hop into it. A caller interrupted while waiting (Ctrl-C) cancels its task in the loop instead
@@ -16,7 +19,7 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal
 
-__all__ = ("LoopThread", "loop_thread")
+__all__ = ("InlineLoop", "LoopThread", "loop_thread")
 
 T = TypeVar("T")
 
@@ -96,3 +99,58 @@ def _abandon_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_abandon_after_fork)
+
+
+class InlineLoop:
+    """A private asyncio loop that a blocking client runs in the *calling* thread, one thread at a time.
+
+    A call that finds the loop free (and no event loop already running in its thread) drives the core
+    right here: no thread hop, which is most of a blocking call's overhead. A call that finds it busy
+    (another thread is in a call) returns ``False`` so the caller falls back to the shared loop thread.
+    The core never relies on background tasks, so a loop that only runs during calls serves it fully.
+    An interrupt (Ctrl-C) cancels the call's task and lets its clean-up run before re-raising.
+    """
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self._loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()
+        self.pid = os.getpid()
+
+    def try_run(self, func: Callable[..., Awaitable[T]], *args: Any) -> "tuple[bool, Optional[T]]":
+        """``(True, result)`` when run here, ``(False, None)`` when the caller must use the loop thread."""
+        if self._asyncio._get_running_loop() is not None or not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            return True, self._drive(func, *args)
+        finally:
+            self._lock.release()
+
+    def run(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run here, waiting for another thread's call to finish first (used for closing)."""
+        with self._lock:
+            return self._drive(func, *args)
+
+    def _drive(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        async def call() -> T:
+            return await func(*args)
+
+        task = self._loop.create_task(call())
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                try:
+                    self._loop.run_until_complete(task)
+                except BaseException:  # noqa: BLE001 - the original exception is the one to raise
+                    pass
+            raise
+
+    def close(self) -> None:
+        """Close the loop (after the core on it was closed)."""
+        with self._lock:
+            if not self._loop.is_closed():
+                self._loop.close()

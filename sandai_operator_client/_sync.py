@@ -1,14 +1,15 @@
-"""OperatorClient: the blocking facade. Each method is one hop into the async core on the loop thread."""
+"""OperatorClient: the blocking facade. Each method drives the async core once (``_portal.py`` says where)."""
 
 from __future__ import annotations
 
 import os
+import weakref
 from functools import cached_property
 from types import TracebackType
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Type, TypeVar
 
 from ._core.core import OperatorCore, Submission
-from ._portal import LoopThread, loop_thread
+from ._portal import InlineLoop, LoopThread, loop_thread
 from ._settings import ClientSettings
 from .errors import OperatorError
 from .types import BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult, SubmittedTask
@@ -88,15 +89,30 @@ class OperatorClient(ClientSettings):
     """Blocking client for one operator; ``close()`` it (or use ``with``) when done."""
 
     def _open(self) -> None:
-        self._loop: LoopThread = loop_thread()
-        # loop-bound objects are built in the loop thread
-        self._core: OperatorCore = self._loop.run_sync(OperatorCore, self.config)
+        self._pid = os.getpid()
+        self._inline = InlineLoop()
+        self._core = OperatorCore(self.config)  # driven inline, in the calling thread
+        self._loop: Optional[LoopThread] = None
+        self._loop_core: Optional[OperatorCore] = None  # driven in the loop thread, for concurrent threads
+        self._closed = False
+        weakref.finalize(self, self._inline.close)
+
+    def _shared_loop(self) -> "tuple[LoopThread, OperatorCore]":
+        if self._loop is None or self._loop_core is None:
+            self._loop = loop_thread()
+            self._loop_core = self._loop.run_sync(OperatorCore, self.config)  # loop-bound: built there
+        return self._loop, self._loop_core
 
     def _run(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
-        if self._loop.pid != os.getpid():  # forked: the parent's loop and sockets are not ours
-            self._loop = loop_thread()
-            self._core = self._loop.run_sync(OperatorCore, self.config)
-        return self._loop.run(method, self._core, *args)
+        if self._pid != os.getpid():  # forked: the parent's loops and sockets are not ours
+            self._open()
+        if self._closed:  # the closed core raises the typed "closed" error
+            return self._inline.run(method, self._core, *args)
+        done, result = self._inline.try_run(method, self._core, *args)
+        if done:
+            return result  # type: ignore[return-value]
+        loop, core = self._shared_loop()
+        return loop.run(method, core, *args)
 
     def _call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return self._run(lambda core: method(core, *args, **kwargs))
@@ -111,7 +127,12 @@ class OperatorClient(ClientSettings):
 
     def close(self) -> None:
         """Close connections; idempotent."""
-        self._run(OperatorCore.aclose)
+        if self._pid != os.getpid():
+            return  # a forked child never closes what the parent still uses
+        self._closed = True
+        self._inline.run(OperatorCore.aclose, self._core)
+        if self._loop is not None and self._loop_core is not None:
+            self._loop.run(OperatorCore.aclose, self._loop_core)
 
     def _handle(self, task_id: str) -> TaskHandle:
         return TaskHandle(self, task_id)

@@ -100,7 +100,19 @@ def test_sync_client_from_the_loop_thread_raises(operator_client: OperatorClient
         with pytest.raises(RuntimeError, match="own event loop thread"):
             operator_client.probe(timeout=1)
 
-    operator_client._loop.run(inside)
+    loop, _ = operator_client._shared_loop()
+    loop.run(inside)
+
+
+def test_threads_share_a_client(operator_client: OperatorClient) -> None:
+    # one thread drives the core inline, the others go through the loop thread: all get their results
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: operator_client.sync([], {"text": str(i), "sleep": 0.05})[1]["echo"],
+                                range(64)))
+    assert results == [str(i) for i in range(64)]
+    assert operator_client._loop_core is not None  # the shared loop was used
 
 
 def test_fork_child_gets_its_own_loop(operator_client: OperatorClient) -> None:

@@ -269,7 +269,8 @@ class OperatorCore:
             published = True
 
         try:
-            async with self._hub.watch([task.task_id], while_subscribing=publish) as watch:
+            async with self._hub.watch([task.task_id], fetch_existing=False) as watch:
+                await publish()
                 await self._wait(watch, timeout)
         except ConnectionLost as exc:
             raise self._connection_error(exc) from None

@@ -22,6 +22,7 @@ from .._core.redis import CommandChannel, ConnectionLost, RedisConnection, parse
 from ..config import VALID_PRIORITIES
 from ..protocol.celery import decode_task_body
 from ..protocol.kombu_redis import decode_redis_envelope, priority_list_names
+from ..protocol.resp import RespError
 from ..protocol.results import encode_result_record, result_key
 from ..protocol.serialization import DecodeError
 
@@ -118,6 +119,7 @@ class FakeOperator:
         result_expires: int = 7200,
         desc: Optional[Dict[str, Any]] = None,
         clock: Callable[[], float] = time.time,
+        prefetch: int = 256,
     ) -> None:
         self.name = name
         self.version = version
@@ -132,6 +134,7 @@ class FakeOperator:
             "results_schema": {"type": "object"},
         }
         self._clock = clock
+        self.prefetch = prefetch
         self.received: List[Dict[str, Any]] = []
         self.queues = [f"{p}.{name}.{version}" for p in VALID_PRIORITIES]
         self.ready = threading.Event()
@@ -146,10 +149,24 @@ class FakeOperator:
             async with anyio.create_task_group() as tg:
                 self.ready.set()
                 task_status.started()
+                blmpop = True
                 while True:
-                    reply = (await broker.request([("BRPOP", *lists, 1)]))[0]
-                    if isinstance(reply, list) and len(reply) == 2:
-                        tg.start_soon(self._handle, reply[0].decode(), reply[1], results)
+                    if blmpop:  # Redis >= 7: block, then take up to `prefetch` messages in one round trip
+                        reply = (await broker.request(
+                            [("BLMPOP", 1, len(lists), *lists, "RIGHT", "COUNT", self.prefetch)]))[0]
+                        if isinstance(reply, RespError):
+                            blmpop = False
+                            continue
+                        if not isinstance(reply, list):
+                            continue
+                        list_name, messages = reply[0].decode(), reply[1]
+                    else:
+                        reply = (await broker.request([("BRPOP", *lists, 1)]))[0]
+                        if not isinstance(reply, list):
+                            continue
+                        list_name, messages = reply[0].decode(), [reply[1]]
+                    for raw in messages:
+                        tg.start_soon(self._handle, list_name, raw, results)
         finally:
             self.ready.clear()
             with anyio.CancelScope(shield=True):

@@ -1,0 +1,18 @@
+"""The fast operator every benchmark client talks to: the FakeOperator echoing, in its own process."""
+
+import sys
+
+import anyio
+
+from sandai_operator_client.testing import FakeOperator
+
+
+async def main() -> None:
+    await FakeOperator(sys.argv[1], "v1", broker_url=sys.argv[2]).run()
+
+
+if __name__ == "__main__":
+    try:
+        anyio.run(main)
+    except KeyboardInterrupt:
+        pass

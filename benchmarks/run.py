@@ -1,0 +1,106 @@
+"""Benchmarks side by side: this project, the seed client 0.4.6, and bare redis-py (the wire limit).
+
+``make bench`` (or ``python benchmarks/run.py [--rounds N] [--only W,...]``). Every workload runs for all
+implementations in the same run, against the same Redis and the same fast operator (the FakeOperator in
+its own process), interleaved round by round; the table shows medians over rounds and ratios to the seed.
+The seed client runs in its own virtualenv (``benchmarks/.venvs/seed``, built on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SEED_VENV = HERE / ".venvs" / "seed"
+REDIS_URL = os.environ.get("SANDAI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# workload -> (metric, higher is better, implementations)
+WORKLOADS = {
+    "sequential": ("p50_ms", False, ("ours", "seed", "bare")),
+    "submit": ("per_s", True, ("ours", "seed", "bare")),
+    "batch": ("per_s", True, ("ours", "seed", "bare")),
+    "concurrent": ("per_s", True, ("ours", "seed")),
+    "concurrent_trio": ("per_s", True, ("ours",)),
+    "import": ("import_ms", False, ("ours", "seed", "bare")),
+}
+
+
+def seed_python() -> str:
+    python = SEED_VENV / "bin" / "python"
+    if not (SEED_VENV / ".installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(SEED_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "sandai-operator-client==0.4.6", "packaging"],
+                       check=True)
+        (SEED_VENV / ".installed").touch()
+    return str(python)
+
+
+def run_one(impl: str, workload: str) -> dict:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    operator = subprocess.Popen([sys.executable, str(HERE / "fast_operator.py"), name, REDIS_URL])
+    try:
+        time.sleep(0.5)
+        python = seed_python() if impl == "seed" else sys.executable
+        env = dict(os.environ, PYTHONPATH=str(HERE))
+        out = subprocess.run([python, str(HERE / "workloads.py"), impl, workload, name, REDIS_URL],
+                             capture_output=True, text=True, timeout=600, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"{impl} {workload} failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    finally:
+        operator.terminate()
+        operator.wait()
+        import redis
+
+        r = redis.Redis.from_url(REDIS_URL)
+        for key in r.scan_iter(match=f"*{name}*"):
+            r.delete(key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default=",".join(WORKLOADS))
+    args = parser.parse_args()
+    chosen = args.only.split(",")
+    samples: dict = {}
+    for round_no in range(args.rounds):
+        for workload in chosen:
+            for impl in WORKLOADS[workload][2]:
+                result = run_one(impl, workload)
+                samples.setdefault((workload, impl), []).append(result)
+                print(f"round {round_no + 1} {workload:16} {impl:5} {result}", flush=True)
+    rows = []
+    for workload in chosen:
+        metric, higher, impls = WORKLOADS[workload]
+        med = {impl: statistics.median(s[metric] for s in samples[(workload, impl)]) for impl in impls}
+        extra = {impl: statistics.median(s.get("p99_ms", 0) for s in samples[(workload, impl)]) for impl in impls}
+        rss = {impl: statistics.median(s["peak_rss_mb"] for s in samples[(workload, impl)]) for impl in impls}
+        socks = {impl: samples[(workload, impl)][-1].get("sockets") for impl in impls}
+        rows.append({"workload": workload, "metric": metric, "median": med, "p99_ms": extra, "peak_rss_mb": rss,
+                     "sockets": socks,
+                     "ours_vs_seed": (med["ours"] / med["seed"]) if "seed" in med else None,
+                     "ours_vs_bare": (med["ours"] / med["bare"]) if "bare" in med else None})
+    print()
+    print(f"{'workload':16} {'metric':10} {'ours':>10} {'seed':>10} {'bare':>10} {'ours/seed':>10} {'ours/bare':>10}")
+    for row in rows:
+        m = row["median"]
+        fmt = lambda v: f"{v:10.2f}" if isinstance(v, float) else f"{'-':>10}"  # noqa: E731
+        print(f"{row['workload']:16} {row['metric']:10} {fmt(m.get('ours'))} {fmt(m.get('seed'))} "
+              f"{fmt(m.get('bare'))} {fmt(row['ours_vs_seed'])} {fmt(row['ours_vs_bare'])}")
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "latest.json").write_text(json.dumps(
+        {"rounds": args.rounds, "python": sys.version.split()[0], "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""One benchmark workload in one process; prints a JSON line of measurements.
+
+``python workloads.py IMPL WORKLOAD OPERATOR REDIS_URL`` where IMPL is ``ours`` (this project), ``seed``
+(the published sandai-operator-client 0.4.6, run in its own virtualenv) or ``bare`` (redis-py doing the
+same wire work with no client logic: SUBSCRIBE, LPUSH a ready envelope, wait for the PUBLISH, DEL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import uuid
+
+IMPL, WORKLOAD, NAME, URL = sys.argv[1:5]
+N_SEQ, N_SUBMIT, N_BATCH, N_CONC = 300, 3000, 2000, 2000
+
+
+def sockets() -> int:
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def report(**values: object) -> None:
+    values["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(values))
+
+
+def percentiles(samples: list) -> dict:
+    samples = sorted(samples)
+    return {"p50_ms": statistics.median(samples) * 1e3, "p99_ms": samples[int(len(samples) * 0.99) - 1] * 1e3}
+
+
+# ------------------------------------------------------------------------------ clients
+def make_sync():
+    if IMPL == "ours":
+        from sandai_operator_client import create_client
+    else:
+        from sandai.operator_client import create_client
+    return create_client(NAME, "v1", broker_url=URL, timeout=120)
+
+
+def make_async():
+    if IMPL == "ours":
+        from sandai_operator_client import create_async_client
+    else:
+        from sandai.operator_client import create_async_client
+    return create_async_client(NAME, "v1", broker_url=URL, timeout=120)
+
+
+class Bare:
+    """redis-py with the protocol precomputed: the wire work of a call and nothing else."""
+
+    def __init__(self) -> None:
+        import redis
+
+        from sandai_operator_client.protocol.celery import encode_task_message, operator_task_name
+        from sandai_operator_client.protocol.kombu_redis import encode_redis_envelope
+
+        self.r = redis.Redis.from_url(URL)
+        self.p = self.r.pubsub()
+        message = encode_task_message(task_id="TASKID", task_name=operator_task_name(NAME, "v1"),
+                                      kwargs={"meta": {"persistent-output": False}, "artifacts": [],
+                                              "options": {"text": "x"}}, origin="bench", reply_to="r")
+        self.template = encode_redis_envelope(message, queue=f"normal.{NAME}.v1", delivery_tag="TAG")
+        self.queue = f"normal.{NAME}.v1"
+
+    def envelope(self, task_id: str) -> bytes:
+        return self.template.replace(b"TASKID", task_id.encode())
+
+    def call(self) -> None:
+        task_id = str(uuid.uuid4())
+        key = "celery-task-meta-" + task_id
+        self.p.subscribe(key)
+        self.r.lpush(self.queue, self.envelope(task_id))
+        while True:
+            m = self.p.get_message(timeout=30)
+            if m and m["type"] == "message":
+                break
+        self.p.unsubscribe(key)
+        self.r.delete(key)
+
+
+# ------------------------------------------------------------------------------ workloads
+def sequential() -> None:
+    samples = []
+    if IMPL == "bare":
+        bare = Bare()
+        for _ in range(20):
+            bare.call()
+        for _ in range(N_SEQ):
+            t = time.perf_counter()
+            bare.call()
+            samples.append(time.perf_counter() - t)
+    else:
+        client = make_sync()
+        for _ in range(20):
+            client.sync([], {"text": "x"})
+        for _ in range(N_SEQ):
+            t = time.perf_counter()
+            client.sync([], {"text": "x"})
+            samples.append(time.perf_counter() - t)
+    report(**percentiles(samples), n=N_SEQ)
+
+
+def submit() -> None:
+    if IMPL == "bare":
+        bare = Bare()
+        t = time.perf_counter()
+        for _ in range(N_SUBMIT):
+            bare.r.lpush(bare.queue, bare.envelope(str(uuid.uuid4())))
+    else:
+        client = make_sync()
+        client.async_call([], {"text": "warm"})
+        t = time.perf_counter()
+        for _ in range(N_SUBMIT):
+            client.async_call([], {"text": "x"})
+    elapsed = time.perf_counter() - t
+    report(per_s=N_SUBMIT / elapsed, n=N_SUBMIT)
+
+
+def batch() -> None:
+    tasks = [([], {"text": str(i)}) for i in range(N_BATCH)]
+    if IMPL == "bare":
+        bare = Bare()
+        t = time.perf_counter()
+        ids = [str(uuid.uuid4()) for _ in range(N_BATCH)]
+        keys = ["celery-task-meta-" + i for i in ids]
+        bare.p.subscribe(*keys)
+        pipe = bare.r.pipeline(transaction=False)
+        for i in ids:
+            pipe.lpush(bare.queue, bare.envelope(i))
+        pipe.execute()
+        got = 0
+        while got < N_BATCH:
+            m = bare.p.get_message(timeout=30)
+            if m and m["type"] == "message":
+                got += 1
+        bare.p.unsubscribe(*keys)
+        bare.r.delete(*keys)
+        ok = got
+    else:
+        client = make_sync()
+        client.sync([], {"text": "warm"})
+        t = time.perf_counter()
+        results = client.batch_sync_detailed(tasks, timeout=120)
+        ok = sum(r.success for r in results)
+    elapsed = time.perf_counter() - t
+    report(per_s=N_BATCH / elapsed, ok=ok, n=N_BATCH, sockets=sockets())
+
+
+def concurrent(backend: str = "asyncio") -> None:
+    if IMPL == "bare":
+        report(skipped="bare redis-py has no async path here")
+        return
+    if IMPL == "ours":
+        import anyio as runner
+    else:
+        import asyncio as runner  # the seed's async client is asyncio-only
+
+    async def main() -> dict:
+        client = make_async()
+        await client.sync([], {"text": "warm"})
+        t = time.perf_counter()
+        if IMPL == "ours":
+            import anyio
+
+            async with anyio.create_task_group() as tg:
+                for i in range(N_CONC):
+                    tg.start_soon(client.sync, [], {"text": str(i)})
+        else:
+            import asyncio
+
+            await asyncio.gather(*(client.sync([], {"text": str(i)}) for i in range(N_CONC)))
+        elapsed = time.perf_counter() - t
+        n_sockets = sockets()
+        await client.aclose()
+        return {"per_s": N_CONC / elapsed, "n": N_CONC, "sockets": n_sockets}
+
+    if IMPL == "ours":
+        result = runner.run(main, backend=backend)
+    else:
+        result = runner.run(main())
+    report(**result)
+
+
+def import_time() -> None:
+    t = time.perf_counter()
+    if IMPL == "ours":
+        import sandai_operator_client  # noqa: F401
+    elif IMPL == "seed":
+        import sandai.operator_client  # noqa: F401
+    else:
+        import redis  # noqa: F401
+    report(import_ms=(time.perf_counter() - t) * 1e3)
+
+
+WORKLOADS = {
+    "sequential": sequential,
+    "submit": submit,
+    "batch": batch,
+    "concurrent": concurrent,
+    "concurrent_trio": lambda: concurrent("trio"),
+    "import": import_time,
+}
+
+if __name__ == "__main__":
+    WORKLOADS[WORKLOAD]()
