@@ -31,7 +31,7 @@ $(SDK_VENV)/.installed:
 	touch $@
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check sandai_operator_client sandai tests benchmarks
+	$(PY) -m ruff check sandai_operator_client sandai tests benchmarks examples
 	$(PY) -m mypy
 
 fixtures: services
@@ -41,7 +41,7 @@ bench: $(VENV)/.installed services
 	$(PY) benchmarks/run.py
 
 demo: $(VENV)/.installed
-	$(PY) -m sandai_operator_client.demo
+	$(PY) examples/demo.py
 
 clean:
 	rm -rf $(VENV) .interop protocol_fixtures/.venvs benchmarks/.venvs

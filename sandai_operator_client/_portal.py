@@ -119,7 +119,7 @@ class InlineLoop:
         self._lock = threading.Lock()
         self.pid = os.getpid()
 
-    def try_run(self, func: Callable[..., Awaitable[T]], *args: Any) -> "tuple[bool, Optional[T]]":
+    def try_run(self, func: Callable[..., Awaitable[T]], *args: Any) -> tuple[bool, Optional[T]]:
         """``(True, result)`` when run here, ``(False, None)`` when the caller must use the loop thread."""
         if self._asyncio._get_running_loop() is not None or not self._lock.acquire(blocking=False):
             return False, None
@@ -145,7 +145,7 @@ class InlineLoop:
                 task.cancel()
                 try:
                     self._loop.run_until_complete(task)
-                except BaseException:  # noqa: BLE001 - the original exception is the one to raise
+                except BaseException:
                     pass
             raise
 

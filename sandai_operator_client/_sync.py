@@ -97,7 +97,7 @@ class OperatorClient(ClientSettings):
         self._closed = False
         weakref.finalize(self, self._inline.close)
 
-    def _shared_loop(self) -> "tuple[LoopThread, OperatorCore]":
+    def _shared_loop(self) -> tuple[LoopThread, OperatorCore]:
         if self._loop is None or self._loop_core is None:
             self._loop = loop_thread()
             self._loop_core = self._loop.run_sync(OperatorCore, self.config)  # loop-bound: built there

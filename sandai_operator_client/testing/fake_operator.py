@@ -178,8 +178,10 @@ class FakeOperator:
         """Run in a background thread with its own event loop for the duration of the block."""
         with start_blocking_portal() as portal:
             future = portal.start_task_soon(self.run)
-            if not self.ready.wait(10):
-                raise RuntimeError(f"fake operator {self.name} did not start: {future}")
+            while not self.ready.wait(0.05):
+                if future.done():
+                    future.result()  # raises why it could not start (e.g. ConnectionLost)
+
             try:
                 yield self
             finally:
