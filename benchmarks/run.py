@@ -81,7 +81,7 @@ def main() -> None:
                 print(f"round {round_no + 1} {workload:16} {impl:5} {result}", flush=True)
     rows = []
     for workload in chosen:
-        metric, higher, impls = WORKLOADS[workload]
+        metric, _higher, impls = WORKLOADS[workload]
         med = {impl: statistics.median(s[metric] for s in samples[(workload, impl)]) for impl in impls}
         extra = {impl: statistics.median(s.get("p99_ms", 0) for s in samples[(workload, impl)]) for impl in impls}
         rss = {impl: statistics.median(s["peak_rss_mb"] for s in samples[(workload, impl)]) for impl in impls}

