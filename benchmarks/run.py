@@ -27,6 +27,7 @@ REDIS_URL = os.environ.get("SANDAI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 WORKLOADS = {
     "sequential": ("p50_ms", False, ("ours", "seed", "bare")),
     "submit": ("per_s", True, ("ours", "seed", "bare")),
+    "submit_async": ("per_s", True, ("ours", "seed", "bare")),
     "batch": ("per_s", True, ("ours", "seed", "bare")),
     "concurrent": ("per_s", True, ("ours", "seed")),
     "concurrent_trio": ("per_s", True, ("ours",)),

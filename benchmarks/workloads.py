@@ -16,7 +16,7 @@ import time
 import uuid
 
 IMPL, WORKLOAD, NAME, URL = sys.argv[1:5]
-N_SEQ, N_SUBMIT, N_BATCH, N_CONC = 300, 3000, 2000, 2000
+N_SEQ, N_SUBMIT, N_SUBMIT_ASYNC, N_BATCH, N_CONC = 300, 3000, 10000, 2000, 2000
 
 
 def sockets() -> int:
@@ -157,6 +157,47 @@ def batch() -> None:
     report(per_s=N_BATCH / elapsed, ok=ok, n=N_BATCH, sockets=sockets())
 
 
+def submit_async() -> None:
+    """Concurrent ``await async_call`` from one event loop: how fast submissions coalesce."""
+    if IMPL == "bare":
+        bare = Bare()
+        t = time.perf_counter()
+        pipe = bare.r.pipeline(transaction=False)
+        for _ in range(N_SUBMIT_ASYNC):
+            pipe.lpush(bare.queue, bare.envelope(str(uuid.uuid4())))
+        pipe.execute()
+        report(per_s=N_SUBMIT_ASYNC / (time.perf_counter() - t), n=N_SUBMIT_ASYNC)
+        return
+
+    async def main() -> float:
+        client = make_async()
+        await client.async_call([], {"text": "warm"})
+        t = time.perf_counter()
+        if IMPL == "ours":
+            import anyio
+
+            async with anyio.create_task_group() as tg:
+                for i in range(N_SUBMIT_ASYNC):
+                    tg.start_soon(client.async_call, [], {"text": str(i)})
+        else:
+            import asyncio
+
+            await asyncio.gather(*(client.async_call([], {"text": str(i)}) for i in range(N_SUBMIT_ASYNC)))
+        elapsed = time.perf_counter() - t
+        await client.aclose()
+        return elapsed
+
+    if IMPL == "ours":
+        import anyio
+
+        elapsed = anyio.run(main)
+    else:
+        import asyncio
+
+        elapsed = asyncio.run(main())
+    report(per_s=N_SUBMIT_ASYNC / elapsed, n=N_SUBMIT_ASYNC)
+
+
 def concurrent(backend: str = "asyncio") -> None:
     if IMPL == "bare":
         report(skipped="bare redis-py has no async path here")
@@ -206,6 +247,7 @@ def import_time() -> None:
 WORKLOADS = {
     "sequential": sequential,
     "submit": submit,
+    "submit_async": submit_async,
     "batch": batch,
     "concurrent": concurrent,
     "concurrent_trio": lambda: concurrent("trio"),

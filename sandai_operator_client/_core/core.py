@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
@@ -54,6 +53,15 @@ Submission = Tuple[int, Optional[str], Optional[Exception]]
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
 
 
+def new_uuid4() -> str:
+    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without building a UUID object."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class OperatorCore:
     """The client's state and logic: connections, the result hub, the publisher, the desc cache."""
 
@@ -62,7 +70,7 @@ class OperatorCore:
         config: ClientConfig,
         *,
         clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = new_uuid4,
         connect_timeout: float = 5.0,
         reconnect_timeout: float = 30.0,
     ) -> None:
@@ -90,7 +98,7 @@ class OperatorCore:
         )
         self._publisher = self._make_publisher(config.broker_url)
         self._origin = f"gen{os.getpid()}@{socket.gethostname()}"
-        self._reply_to = str(uuid.uuid4())
+        self._reply_to = new_uuid4()
         self._desc: Optional[Dict[str, Any]] = None
         self._desc_lock = anyio.Lock()
         self._closed = False
@@ -167,7 +175,7 @@ class OperatorCore:
             )
         except EncodeError as exc:
             raise InvalidTaskInputError(str(exc)) from exc
-        return PreparedTask(task_id, self.config.queue_names[priority], message, str(uuid.uuid4()))
+        return PreparedTask(task_id, self.config.queue_names[priority], message, new_uuid4())
 
     # ------------------------------------------------------------------ publishing
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[Exception]]:

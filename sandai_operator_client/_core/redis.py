@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
@@ -16,10 +16,12 @@ import anyio.abc
 
 from ..protocol.resp import NEED_DATA, RespError, RespProtocolError, RespReader, encode_commands
 from .group_commit import GroupCommit
+from .sockets import SocketByteStream, connect_socket
 
 __all__ = ("CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "parse_redis_url")
 
 Command = Tuple[object, ...]
+ByteStream = Union[anyio.abc.ByteStream, SocketByteStream]
 _CONNECTION_ERRORS = (
     OSError,
     anyio.EndOfStream,
@@ -108,7 +110,7 @@ def parse_redis_url(url: str) -> RedisAddress:
 class RedisConnection:
     """One connection: send encoded commands, read replies. Not shared without a lock or a channel."""
 
-    def __init__(self, stream: anyio.abc.ByteStream, address: RedisAddress) -> None:
+    def __init__(self, stream: ByteStream, address: RedisAddress) -> None:
         self._stream = stream
         self._reader = RespReader()
         self.address = address
@@ -118,15 +120,13 @@ class RedisConnection:
         """Connect, authenticate and select the database within ``timeout`` seconds."""
         try:
             with anyio.fail_after(timeout):
-                stream: anyio.abc.ByteStream
-                if address.path:
-                    stream = await anyio.connect_unix(address.path)
-                elif address.tls:
+                stream: ByteStream
+                if address.tls:
                     stream = await anyio.connect_tcp(
                         address.host, address.port, ssl_context=address.ssl_context(), tls_standard_compatible=False
                     )
                 else:
-                    stream = await anyio.connect_tcp(address.host, address.port)
+                    stream = await connect_socket(address.host, address.port, address.path)
                 conn = cls(stream, address)
                 setup: List[Command] = []
                 if address.password is not None:

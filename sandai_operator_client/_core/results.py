@@ -76,7 +76,8 @@ class ResultHub:
         self._reconnect_timeout = reconnect_timeout
         self._conn: Optional[RedisConnection] = None
         self._connect_lock = anyio.Lock()
-        self._write_lock = anyio.Lock()
+        self._outbox: List[bytes] = []  # (UN)SUBSCRIBE commands waiting to be sent together
+        self._send_pending = False
         self._watchers: Dict[str, Set[Watch]] = {}
         self._acks: Dict[str, Deque[anyio.Event]] = {}  # SUBSCRIBE confirmations expected, in order
         self._confirmed: Dict[str, anyio.Event] = {}  # latest confirmation per watched channel
@@ -153,13 +154,30 @@ class ResultHub:
                     self._conn = await RedisConnection.open(self._address, self._connect_timeout)
         return self._conn
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes, *, now: bool = True) -> None:
+        """Queue a (UN)SUBSCRIBE and send the queue, coalescing concurrent writers into one send.
+
+        ``now=False`` leaves it queued to ride along with the next write (unsubscribes while other
+        watches are active: a late message on an unwatched channel is simply ignored). When other
+        watches are active, a writer yields once before sending so the other callers ready in the same
+        loop iteration add their commands to the same send.
+        """
+        self._outbox.append(data)
+        if not now or self._send_pending:
+            return  # the pending sender will take it along
+        if len(self._watchers) > 1:
+            self._send_pending = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(0)
+            finally:
+                self._send_pending = False
         conn = self._conn
-        if conn is None:
+        if conn is None or not self._outbox:
             return  # the reconnect re-subscribes everything watched
+        data, self._outbox = b"".join(self._outbox), []
         try:
-            async with self._write_lock:
-                await conn.send(data)
+            await conn.send(data)
         except ConnectionLost:
             self._drop(conn)
 
@@ -190,7 +208,7 @@ class ResultHub:
                     self._confirmed.pop(channel, None)
                     gone.append(channel)
         if gone:
-            await self._write(encode_command("UNSUBSCRIBE", *gone))
+            await self._write(encode_command("UNSUBSCRIBE", *gone), now=not self._watchers)
         if self._reader is None and self._idle:
             next(iter(self._idle)).wake.set()
 
@@ -303,6 +321,7 @@ class ResultHub:
 
     async def _resubscribe(self, conn: RedisConnection) -> None:
         channels = list(self._watchers)
+        self._outbox = []  # superseded by the re-subscription
         stale, self._acks = self._acks, {}
         if channels:
             await conn.send(encode_command("SUBSCRIBE", *channels))
