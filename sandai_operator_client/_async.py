@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Dict, Generator, List, Optional, Type
+from typing import Any, AsyncIterator, Dict, Generator, List, Optional, Sequence, Type, Union
 
-from ._core.core import OperatorCore, Submission
+from ._core.core import OperatorCore, Submission, as_submissions
 from ._settings import ClientSettings
 from .errors import OperatorError
 from .types import AsyncSubmittedTask, BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult
@@ -81,7 +81,8 @@ class AsyncOperatorClient(ClientSettings):
         """Close connections; idempotent."""
         await self._core.aclose()
 
-    def _handle(self, task_id: str) -> AsyncTaskHandle:
+    def handle(self, task_id: str) -> AsyncTaskHandle:
+        """A handle for a task submitted earlier (by this or another process), by its id."""
         return AsyncTaskHandle(self._core, task_id)
 
     async def desc(self) -> Dict[str, Any]:
@@ -102,7 +103,7 @@ class AsyncOperatorClient(ClientSettings):
             input_artifacts, options, priority=priority, timeout=timeout, cancel_key=cancel_key,
             persistent_output=persistent_output,
         )
-        return self._handle(task_id)
+        return self.handle(task_id)
 
     async def sync(
         self,
@@ -128,7 +129,7 @@ class AsyncOperatorClient(ClientSettings):
 
     def _submitted(self, submissions: List[Submission]) -> List[AsyncSubmittedTask]:
         return [
-            AsyncSubmittedTask(index=i, handle=None if t is None else self._handle(t), error=e)
+            AsyncSubmittedTask(index=i, handle=None if t is None else self.handle(t), error=e)
             for i, t, e in submissions
         ]
 
@@ -176,6 +177,38 @@ class AsyncOperatorClient(ClientSettings):
         )
         return [r.to_legacy_tuple() for r in results]
 
+
+    async def cancel(self, cancel_key: str, ttl: Optional[float] = None) -> None:
+        """Cancel every not-yet-started task that carries ``cancel_key`` (operators skip it).
+
+        Sets the key on the result backend's Redis for ``ttl`` seconds (default: the client timeout).
+        """
+        await self._core.cancel(cancel_key, ttl)
+
+    def as_completed(
+        self, tasks: Sequence[Union[AsyncTaskHandle, AsyncSubmittedTask]], *, timeout: Optional[float] = None
+    ) -> AsyncIterator[BatchTaskResult]:
+        """``async for`` the results as they complete; ``timeout`` is one budget for all.
+
+        Results carry their input ``index``; unfinished tasks come last with ``TaskTimeoutError``.
+        Leaving early: wrap in ``contextlib.aclosing`` so the subscriptions end at once.
+        """
+        return self._core.iter_completed(as_submissions(tasks), timeout)
+
+    async def batch_iter(
+        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None, persistent_output: bool = False,
+    ) -> AsyncIterator[BatchTaskResult]:
+        """Submit a batch and yield its results in completion order (``as_completed`` of ``batch_submit``)."""
+        submissions = await self._core.batch_submit(
+            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+        )
+        results = self._core.iter_completed(submissions, timeout)
+        try:
+            async for result in results:
+                yield result
+        finally:
+            await results.aclose()  # type: ignore[attr-defined]
 
     async def queue_depth(self) -> Dict[str, int]:
         """Messages waiting per priority queue."""

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
 
 import anyio
-from anyio.from_thread import BlockingPortal
+
+if TYPE_CHECKING:
+    from anyio.from_thread import BlockingPortal
 
 __all__ = ("InlineLoop", "LoopThread", "loop_thread")
 
@@ -39,6 +41,8 @@ class LoopThread:
             raise RuntimeError("could not start the client's event loop thread") from self._error
 
     def _run(self) -> None:
+        from anyio.from_thread import BlockingPortal  # only blocking clients used concurrently need it
+
         async def serve() -> None:
             async with BlockingPortal() as portal:
                 self._portal = portal

@@ -6,9 +6,9 @@ import os
 import weakref
 from functools import cached_property
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Type, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Sequence, Type, TypeVar, Union
 
-from ._core.core import OperatorCore, Submission
+from ._core.core import OperatorCore, Submission, as_submissions
 from ._portal import InlineLoop, LoopThread, loop_thread
 from ._settings import ClientSettings
 from .errors import OperatorError
@@ -134,7 +134,8 @@ class OperatorClient(ClientSettings):
         if self._loop is not None and self._loop_core is not None:
             self._loop.run(OperatorCore.aclose, self._loop_core)
 
-    def _handle(self, task_id: str) -> TaskHandle:
+    def handle(self, task_id: str) -> TaskHandle:
+        """A handle for a task submitted earlier (by this or another process), by its id."""
         return TaskHandle(self, task_id)
 
     @cached_property
@@ -152,7 +153,7 @@ class OperatorClient(ClientSettings):
         persistent_output: bool = False,
     ) -> TaskHandle:
         """Submit one task; its handle."""
-        return self._handle(self._call(
+        return self.handle(self._call(
             OperatorCore.submit, input_artifacts, options, priority=priority, timeout=timeout,
             cancel_key=cancel_key, persistent_output=persistent_output,
         ))
@@ -181,7 +182,7 @@ class OperatorClient(ClientSettings):
 
     def _submitted(self, submissions: List[Submission]) -> List[SubmittedTask]:
         return [
-            SubmittedTask(index=i, async_result=None if t is None else self._handle(t), error=e)
+            SubmittedTask(index=i, async_result=None if t is None else self.handle(t), error=e)
             for i, t, e in submissions
         ]
 
@@ -232,6 +233,48 @@ class OperatorClient(ClientSettings):
         )
         return [r.to_legacy_tuple() for r in results]
 
+
+    def cancel(self, cancel_key: str, ttl: Optional[float] = None) -> None:
+        """Cancel every not-yet-started task that carries ``cancel_key`` (operators skip it).
+
+        Sets the key on the result backend's Redis for ``ttl`` seconds (default: the client timeout).
+        """
+        self._run(OperatorCore.cancel, cancel_key, ttl)
+
+    def as_completed(
+        self, tasks: Sequence[Union[TaskHandle, SubmittedTask]], *, timeout: Optional[float] = None
+    ) -> Iterator[BatchTaskResult]:
+        """Iterate results as they complete; ``timeout`` is one budget for all (``batch_collect`` semantics).
+
+        Results carry their input ``index``; unfinished tasks come last with ``TaskTimeoutError``.
+        """
+        return self._iterate(as_submissions(tasks), timeout)
+
+    def batch_iter(
+        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None, persistent_output: bool = False,
+    ) -> Iterator[BatchTaskResult]:
+        """Submit a batch and iterate its results in completion order."""
+        submissions = self._call(
+            OperatorCore.batch_submit, tasks, priority=priority, timeout=timeout, cancel_key=cancel_key,
+            persistent_output=persistent_output,
+        )
+        return self._iterate(submissions, timeout)
+
+    def _iterate(self, submissions: List[Submission], timeout: Optional[float]) -> Iterator[BatchTaskResult]:
+        # The async iterator keeps its subscription between items, so all its steps run on one loop:
+        # the shared loop thread (a step per item).
+        loop, core = self._shared_loop()
+        results = core.iter_completed(submissions, timeout)
+        try:
+            while True:
+                try:
+                    item = loop.run(results.__anext__)
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            loop.run(results.aclose)  # type: ignore[attr-defined]
 
     def queue_depth(self) -> Dict[str, int]:
         """Messages waiting per priority queue."""

@@ -8,7 +8,7 @@ command channel, so concurrent submissions and whole batches go out as one pipel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, Sequence, Tuple
+from typing import Any, List, Optional, Protocol, Sequence, Tuple
 
 from ..protocol.celery import TaskMessage
 from ..protocol.kombu_redis import encode_redis_envelope, priority_list_name, priority_list_names
@@ -26,6 +26,7 @@ class PreparedTask:
     queue: str
     message: TaskMessage
     delivery_tag: str
+    span: Any = None  # the OpenTelemetry client span, when tracing is active
 
 
 class Publisher(Protocol):

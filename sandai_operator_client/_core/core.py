@@ -6,11 +6,10 @@ Task ids are ours (uuid4); the payload's ``task_id`` written by the operator is 
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 import anyio
@@ -40,10 +39,10 @@ from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
 from .broker import PreparedTask, Publisher, RedisPublisher
 from .redis import CommandChannel, ConnectionLost, parse_redis_url
 from .results import ResultHub, Watch
+from .tracing import end_task_span, start_task_span
 
-__all__ = ("OperatorCore", "Submission", "TaskSpec")
+__all__ = ("OperatorCore", "Submission", "TaskSpec", "as_submissions", "new_uuid4")
 
-logger = logging.getLogger("sandai_operator_client")
 
 TaskSpec = Tuple[Any, Any]
 """``(input_artifacts, options)``."""
@@ -51,6 +50,18 @@ Submission = Tuple[int, Optional[str], Optional[Exception]]
 """``(index, task_id or None, error or None)`` for one task of a batch."""
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
+
+
+def as_submissions(items: Sequence[Any]) -> List[Submission]:
+    """Handles or submitted-task records (of either facade) as ``(index, task_id, error)``."""
+    result: List[Submission] = []
+    for position, item in enumerate(items):
+        task_id = getattr(item, "task_id", None)
+        error = getattr(item, "error", None)
+        if task_id is None and error is None:
+            raise InvalidTaskInputError(f"items[{position}] is neither a task handle nor a submitted task")
+        result.append((getattr(item, "index", position), task_id, error))
+    return result
 
 
 def new_uuid4() -> str:
@@ -164,6 +175,10 @@ class OperatorCore:
     def prepare_payload(self, payload: Dict[str, Any], priority: str) -> PreparedTask:
         """Encode an already built payload for the queue of ``priority``."""
         task_id = self._new_id()
+        queue = self.config.queue_names[priority]
+        traced = start_task_span(self.config.operator_name, self.config.operator_version, task_id, queue)
+        if traced is not None:
+            payload = {**payload, "_tracing": traced[1]}
         try:
             message = encode_task_message(
                 task_id=task_id,
@@ -174,8 +189,10 @@ class OperatorCore:
                 reply_to=self._reply_to,
             )
         except EncodeError as exc:
+            if traced is not None:
+                end_task_span(traced[0], exc)
             raise InvalidTaskInputError(str(exc)) from exc
-        return PreparedTask(task_id, self.config.queue_names[priority], message, new_uuid4())
+        return PreparedTask(task_id, queue, message, new_uuid4(), None if traced is None else traced[0])
 
     # ------------------------------------------------------------------ publishing
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[Exception]]:
@@ -186,11 +203,18 @@ class OperatorCore:
         try:
             reasons = await self._publisher.publish(tasks)
         except ConnectionLost as exc:
-            error = self._connection_error(exc)
-            return [error] * len(tasks)
+            errors: List[Optional[Exception]] = [self._connection_error(exc)] * len(tasks)
+        else:
+            errors = [None if r is None else self._connection_error(f"could not publish: {r}") for r in reasons]
+        for task, error in zip(tasks, errors):
+            if task.span is not None:
+                end_task_span(task.span, error)
         if self.config.debug:
-            logger.debug("published %d task(s) to %s", len(tasks), sorted({t.queue for t in tasks}))
-        return [None if r is None else self._connection_error(f"could not publish: {r}") for r in reasons]
+            import logging  # only debug clients pay for it
+
+            logging.getLogger("sandai_operator_client").debug(
+                "published %d of %d task(s)", errors.count(None), len(tasks))
+        return errors
 
     async def _publish_one(self, task: PreparedTask) -> None:
         (error,) = await self.publish([task])
@@ -392,9 +416,79 @@ class OperatorCore:
         except DecodeError as exc:
             raise ResultDecodeError(task_id, str(exc), raw) from None
 
+    async def raw_record(self, task_id: str) -> Optional[bytes]:
+        """The task's result record exactly as stored (None while there is none)."""
+        self._check_open()
+        try:
+            raw = await self._results.execute("GET", result_key(task_id))
+        except ConnectionLost as exc:
+            raise self._connection_error(exc) from None
+        return raw if isinstance(raw, bytes) else None
+
     async def ready(self, task_id: str) -> bool:
         """True once the task reached a final state (SUCCESS, FAILURE, REVOKED)."""
         return await self.state(task_id) in READY_STATES
+
+    async def cancel(self, cancel_key: str, ttl: Optional[float] = None) -> None:
+        """Set ``cancel_key`` (for ``ttl`` seconds, default the client timeout) where operators look for it.
+
+        Operators check ``EXISTS <cancel_key>`` on the result backend's Redis before computing a task
+        that carries the key, and skip it with ``TaskCancelledError``.
+        """
+        self._check_open()
+        if not isinstance(cancel_key, str) or not cancel_key:
+            raise InvalidTaskInputError("cancel_key must be a non-empty string")
+        seconds = int(ttl if ttl is not None else (self.config.timeout or 86400))
+        if seconds <= 0:
+            raise InvalidTaskInputError(f"ttl must be positive, not {ttl!r}")
+        try:
+            reply = await self._results.execute("SET", cancel_key, "1", "EX", seconds)
+        except ConnectionLost as exc:
+            raise self._connection_error(exc) from None
+        if reply != "OK":
+            raise self._connection_error(f"could not set the cancel key: {reply!r}")
+
+    async def iter_completed(self, submissions: Sequence[Submission], timeout: Optional[float] = None
+                             ) -> AsyncIterator[BatchTaskResult]:
+        """Results in completion order, one budget for all (``batch_collect`` semantics).
+
+        Tasks that were never submitted come first; when the budget runs out the rest come as
+        ``TaskTimeoutError`` in input order. Close the iterator (``aclose``) when leaving early.
+        """
+        self._check_open()
+        budget = timeout if timeout is not None else self.config.timeout
+        waiting = [s for s in submissions if s[1] is not None and s[2] is None]
+        for s in submissions:
+            if s[1] is None or s[2] is not None:
+                yield self._batch_result(s, None, budget, None)
+        if not waiting:
+            return
+        by_id = {s[1]: s for s in waiting if s[1] is not None}
+        deadline = anyio.current_time() + max(budget, 0)
+        yielded: "set[Optional[str]]" = set()
+        try:
+            async with self._hub.watch(list(by_id), fetch_existing=True) as watch:
+                # no cancel scope may span a yield (the consumer may resume us from another task), so
+                # each wait gets its own scope, bounded by the one deadline of the batch
+                while len(watch.arrived) or len(watch.outcomes) < len(watch.channels):
+                    if not watch.arrived:
+                        with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
+                            await self._hub.wait(watch, len(watch.outcomes) + 1)
+                        if not watch.arrived:
+                            break  # the budget is spent
+                    task_id = watch.arrived.popleft()
+                    self._forget_later([task_id])
+                    yielded.add(task_id)
+                    yield self._batch_result(by_id[task_id], watch, budget, None)
+                for s in waiting:
+                    if s[1] not in watch.outcomes:
+                        yielded.add(s[1])
+                        yield self._batch_result(s, watch, budget, None)
+        except ConnectionLost as exc:
+            error = self._connection_error(exc)
+            for s in waiting:
+                if s[1] not in yielded:
+                    yield self._batch_result(s, None, budget, error)
 
     # ------------------------------------------------------------------ health
     async def probe(self, timeout: float = 10) -> HealthCheckResult:

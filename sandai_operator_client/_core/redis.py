@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
@@ -20,6 +19,9 @@ from .sockets import SocketByteStream, connect_socket
 
 __all__ = ("CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "parse_redis_url")
 
+if TYPE_CHECKING:
+    import ssl
+
 Command = Tuple[object, ...]
 ByteStream = Union[anyio.abc.ByteStream, SocketByteStream]
 _CONNECTION_ERRORS = (
@@ -27,7 +29,6 @@ _CONNECTION_ERRORS = (
     anyio.EndOfStream,
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,
-    ssl.SSLError,
     RespProtocolError,
 )
 
@@ -60,6 +61,8 @@ class RedisAddress:
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context for ``rediss://`` (CA and client certificate options from the URL query)."""
+        import ssl
+
         context = ssl.create_default_context(cafile=self.ssl_ca_certs)
         if self.ssl_certfile:
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)

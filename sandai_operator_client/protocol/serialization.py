@@ -8,10 +8,7 @@ unwraps the same markers. msgpack uses ``use_bin_type=True`` / ``raw=False`` as 
 from __future__ import annotations
 
 import base64
-import datetime
 import json
-import uuid
-from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, Tuple
 
 import msgpack
@@ -59,6 +56,11 @@ def _as(marker: str, value: Any) -> Dict[str, Any]:
 
 class _KombuJSONEncoder(json.JSONEncoder):
     def default(self, o: Any) -> Any:
+        # imported here: only values json cannot carry natively get this far (keeps the import light)
+        import datetime
+        import uuid
+        from decimal import Decimal
+
         if isinstance(o, datetime.datetime):
             return _as("datetime", o.isoformat())
         if isinstance(o, datetime.date):
@@ -77,20 +79,25 @@ class _KombuJSONEncoder(json.JSONEncoder):
         return super().default(o)
 
 
-_DECODERS: Dict[str, Callable[[Any], Any]] = {
-    "datetime": datetime.datetime.fromisoformat,
-    "date": lambda v: datetime.datetime.fromisoformat(v).date(),
-    "time": datetime.time.fromisoformat,
-    "decimal": Decimal,
-    "uuid": lambda v: uuid.UUID(**v),
-    "bytes": lambda v: v.encode("utf-8"),
-    "base64": lambda v: base64.b64decode(v.encode("ascii")),
-}
+def _decoders() -> Dict[str, Callable[[Any], Any]]:
+    import datetime
+    import uuid
+    from decimal import Decimal
+
+    return {
+        "datetime": datetime.datetime.fromisoformat,
+        "date": lambda v: datetime.datetime.fromisoformat(v).date(),
+        "time": datetime.time.fromisoformat,
+        "decimal": Decimal,
+        "uuid": lambda v: uuid.UUID(**v),
+        "bytes": lambda v: v.encode("utf-8"),
+        "base64": lambda v: base64.b64decode(v.encode("ascii")),
+    }
 
 
 def _object_hook(obj: Dict[str, Any]) -> Any:
     if len(obj) == 2 and "__type__" in obj and "__value__" in obj:
-        decoder = _DECODERS.get(obj["__type__"])
+        decoder = _decoders().get(obj["__type__"])
         if decoder is None:
             raise DecodeError(f"unsupported json __type__ {obj['__type__']!r}")
         return decoder(obj["__value__"])

@@ -105,6 +105,8 @@ class FakeOperator:
     """A protocol-level operator for tests. Run it with ``async with op.running():`` or ``with op.in_thread():``.
 
     ``received`` lists every payload taken from the queues (with ``_priority`` and ``_task_id`` added).
+    ``honour_deadline``, ``honour_cancel_key`` and ``serve_desc`` switched off play an operator that
+    breaks the protocol (what the conformance run must catch).
     """
 
     def __init__(
@@ -120,6 +122,9 @@ class FakeOperator:
         desc: Optional[Dict[str, Any]] = None,
         clock: Callable[[], float] = time.time,
         prefetch: int = 256,
+        honour_deadline: bool = True,
+        honour_cancel_key: bool = True,
+        serve_desc: bool = True,
     ) -> None:
         self.name = name
         self.version = version
@@ -135,6 +140,10 @@ class FakeOperator:
         }
         self._clock = clock
         self.prefetch = prefetch
+        # switches to play an operator that breaks the protocol (for conformance tests)
+        self.honour_deadline = honour_deadline
+        self.honour_cancel_key = honour_cancel_key
+        self.serve_desc = serve_desc
         self.received: List[Dict[str, Any]] = []
         self.queues = [f"{p}.{name}.{version}" for p in VALID_PRIORITIES]
         self.ready = threading.Event()
@@ -228,16 +237,16 @@ class FakeOperator:
     async def _answer(self, payload: Dict[str, Any], sdk_task_id: str, results: CommandChannel
                       ) -> Union[bytes, Dict[str, Any], None]:
         if payload.get("task_type") == "desc":
-            return {**self.desc, "task_id": sdk_task_id, "status": "success"}
+            return {**self.desc, "task_id": sdk_task_id, "status": "success"} if self.serve_desc else None
         deadline = payload.get("deadline")
         now = self._clock()
-        if deadline and now > deadline:
+        if deadline and now > deadline and self.honour_deadline:
             return _error(sdk_task_id, "TaskDeadlineExceededError",
                           f"Task deadline exceeded before processing: {deadline} < {now}",
                           {"deadline": deadline, "current_time": now, "exceeded_by": now - deadline,
                            "skipped_before_processing": True})
         cancel_key = payload.get("cancel_key")
-        if cancel_key and await results.execute("EXISTS", cancel_key) == 1:
+        if cancel_key and self.honour_cancel_key and await results.execute("EXISTS", cancel_key) == 1:
             return _error(sdk_task_id, "TaskCancelledError", f"Task was cancelled via cancel_key: {cancel_key}",
                           {"cancel_key": cancel_key, "skipped_before_processing": True})
         reply = self.behaviour(payload)
