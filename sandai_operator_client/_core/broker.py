@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional, Protocol, Sequence, Tuple
 
+import anyio
+
 from ..protocol.celery import TaskMessage
 from ..protocol.kombu_redis import encode_redis_envelope, priority_list_name, priority_list_names
 from ..protocol.resp import RespError
-from .redis import CommandChannel
+from ..protocol.results import result_key
+from .redis import CommandChannel, ConnectionLost
 
 __all__ = ("PreparedTask", "Publisher", "RedisPublisher")
 
@@ -46,23 +49,62 @@ class Publisher(Protocol):
 
 
 class RedisPublisher:
-    """LPUSH onto kombu's Redis lists, pipelined with every other concurrent submission."""
+    """LPUSH onto kombu's Redis lists, pipelined with every other concurrent submission.
 
-    def __init__(self, commands: CommandChannel) -> None:
+    When the connection breaks after the pipeline was written, whether each LPUSH happened is unknown;
+    the publisher then settles it before answering, so no task is reported both failed and run: once
+    the server is back it withdraws the task from its list (``LREM``: then it definitely did not go
+    out), or finds it already taken by an operator (kombu's ``unacked`` hash) or finished (its result
+    key): then it did.
+    """
+
+    def __init__(self, commands: CommandChannel, *, settle_timeout: float = 30.0) -> None:
         self._commands = commands
+        self._settle_timeout = settle_timeout
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
         """One LPUSH per task, all in one pipeline."""
+        envelopes = [encode_redis_envelope(t.message, queue=t.queue, delivery_tag=t.delivery_tag) for t in tasks]
         commands: List[Tuple[object, ...]] = [
-            (
-                "LPUSH",
-                priority_list_name(t.queue, 0),
-                encode_redis_envelope(t.message, queue=t.queue, delivery_tag=t.delivery_tag),
-            )
-            for t in tasks
+            ("LPUSH", priority_list_name(t.queue, 0), envelope) for t, envelope in zip(tasks, envelopes)
         ]
-        replies = await self._commands.execute_many(commands)
+        try:
+            replies = await self._commands.execute_many(commands)
+        except ConnectionLost as exc:
+            if not exc.maybe_sent:
+                raise
+            return await self._settle(tasks, envelopes, exc)
         return [reply.message if isinstance(reply, RespError) else None for reply in replies]
+
+    async def _settle(self, tasks: Sequence[PreparedTask], envelopes: List[bytes], lost: ConnectionLost
+                      ) -> List[Optional[str]]:
+        checks: List[Tuple[object, ...]] = []
+        for task, envelope in zip(tasks, envelopes):
+            checks += [("LREM", priority_list_name(task.queue, 0), 1, envelope),
+                       ("HEXISTS", "unacked", task.delivery_tag),
+                       ("EXISTS", result_key(task.task_id))]
+        delay = 0.05
+        replies: Optional[List[object]] = None
+        with anyio.move_on_after(self._settle_timeout):
+            while True:
+                try:
+                    replies = await self._commands.execute_many(checks)
+                    break
+                except ConnectionLost:
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        if replies is None:
+            raise lost  # the server did not come back: the outcome stays unknown
+        reasons: List[Optional[str]] = []
+        for i in range(len(tasks)):
+            removed, taken, finished = replies[3 * i : 3 * i + 3]
+            if taken == 1 or finished == 1:
+                reasons.append(None)
+            elif removed == 1:
+                reasons.append(f"connection lost while publishing ({lost}); the task was withdrawn")
+            else:
+                reasons.append(f"connection lost while publishing ({lost}); the task never reached the queue")
+        return reasons
 
     async def queue_depth(self, queue: str) -> int:
         """LLEN of every priority list of ``queue``, summed."""

@@ -308,7 +308,7 @@ class OperatorCore:
             raise self._connection_error(exc) from None
         finally:
             if published:
-                self._forget_later([task.task_id])
+                await self._forget_later([task.task_id])
         return self._outcome_envelope(task.task_id, watch, timeout)
 
     async def sync(self, input_artifacts: Any, options: Any, *, timeout: Optional[float] = None,
@@ -344,7 +344,7 @@ class OperatorCore:
             except ConnectionLost as exc:
                 error = self._connection_error(exc)
             finally:
-                self._forget_later(ids)
+                await self._forget_later(ids)
         return [self._batch_result(s, watch, budget, error) for s in submissions]
 
     async def batch_sync_detailed(self, tasks: Sequence[TaskSpec], *, timeout: Optional[float] = None,
@@ -371,7 +371,7 @@ class OperatorCore:
                 if all(e is None for e in errors) and watch is None:
                     errors = [error] * len(prepared)  # the subscription failed before anything was sent
             finally:
-                self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
+                await self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
         merged = self._merge_publish_errors(submissions, prepared, errors)
         return [self._batch_result(s, watch, budget, error) for s in merged]
 
@@ -390,9 +390,12 @@ class OperatorCore:
         return BatchTaskResult(index=index, task_id=task_id, submitted=True, artifacts=artifacts, results=results)
 
     # ------------------------------------------------------------------ result keys
-    def _forget_later(self, task_ids: Sequence[str]) -> None:
+    async def _forget_later(self, task_ids: Sequence[str]) -> None:
+        """Delete consumed result keys, riding along with the next pipeline (or now, once enough wait)."""
         if self.config.auto_forget_result and task_ids and not self._closed:
             self._results.defer("DEL", *[result_key(t) for t in task_ids])
+            if self._results.deferred_backlog >= self._results.DEFER_LIMIT:
+                await self._results.flush_deferred()
 
     async def forget(self, task_id: str) -> None:
         """Delete the task's result record."""
@@ -465,7 +468,7 @@ class OperatorCore:
             return
         by_id = {s[1]: s for s in waiting if s[1] is not None}
         deadline = anyio.current_time() + max(budget, 0)
-        yielded: "set[Optional[str]]" = set()
+        yielded: set[Optional[str]] = set()
         try:
             async with self._hub.watch(list(by_id), fetch_existing=True) as watch:
                 # no cancel scope may span a yield (the consumer may resume us from another task), so
@@ -477,7 +480,7 @@ class OperatorCore:
                         if not watch.arrived:
                             break  # the budget is spent
                     task_id = watch.arrived.popleft()
-                    self._forget_later([task_id])
+                    await self._forget_later([task_id])
                     yielded.add(task_id)
                     yield self._batch_result(by_id[task_id], watch, budget, None)
                 for s in waiting:
@@ -515,7 +518,7 @@ class OperatorCore:
                                      task_id=task.task_id if published else None, error=reason)
         finally:
             if published:
-                self._forget_later([task.task_id])
+                await self._forget_later([task.task_id])
         response_ok, error = inspect_probe_result(envelope)
         return HealthCheckResult(submit_ok=True, retrieval_ok=True, response_ok=response_ok,
                                  task_id=task.task_id, error=error)

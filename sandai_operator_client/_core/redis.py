@@ -34,7 +34,13 @@ _CONNECTION_ERRORS = (
 
 
 class ConnectionLost(Exception):
-    """A Redis server could not be reached, dropped us, or refused us. Mapped to a public error above."""
+    """A Redis server could not be reached, dropped us, or refused us. Mapped to a public error above.
+
+    ``maybe_sent``: the commands may have reached the server before the connection failed (their
+    effect is unknown); False when the failure happened before anything was written.
+    """
+
+    maybe_sent = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,8 @@ class RedisConnection:
 class CommandChannel:
     """Many callers, one Redis connection, one pipeline per flush (group commit)."""
 
+    DEFER_LIMIT = 64
+
     def __init__(self, address: RedisAddress, *, connect_timeout: float = 5.0, io_timeout: float = 30.0) -> None:
         self.address = address
         self._connect_timeout = connect_timeout
@@ -198,9 +206,24 @@ class CommandChannel:
     def defer(self, *args: object) -> None:
         """Queue a command whose reply nobody waits for; it rides along with the next pipeline.
 
-        Used for clean-up (``DEL`` of consumed result keys) so it costs no round trip of its own.
+        Used for clean-up (``DEL`` of consumed result keys) so it costs no round trip of its own. At
+        most ``DEFER_LIMIT`` wait: the caller then sends them (``flush_deferred``), so a burst of calls
+        followed by silence leaves little behind.
         """
         self._deferred.append(args)
+
+    @property
+    def deferred_backlog(self) -> int:
+        """Deferred commands not sent yet."""
+        return len(self._deferred)
+
+    async def flush_deferred(self) -> None:
+        """Send the deferred commands now (best effort: a failure leaves keys to their TTL)."""
+        if self._deferred and not self._closed:
+            try:
+                await self.execute_many([])
+            except ConnectionLost:
+                pass
 
     async def execute(self, *args: object) -> object:
         """Run one command; error replies come back as :class:`RespError` values."""
@@ -217,10 +240,12 @@ class CommandChannel:
 
     async def _flush(self, commands: List[Command]) -> List[object]:
         deferred, self._deferred = self._deferred, []
+        sending = False
         try:
             with anyio.fail_after(self._io_timeout):
                 if self._conn is None:
                     self._conn = await RedisConnection.open(self.address, self._connect_timeout)
+                sending = True
                 replies = await self._conn.request(deferred + commands)
             return replies[len(deferred) :]
         except TimeoutError:
@@ -232,6 +257,7 @@ class CommandChannel:
         if self._conn is not None:
             await self._conn.aclose()
             self._conn = None
+        error.maybe_sent = sending
         raise error
 
     async def aclose(self) -> None:

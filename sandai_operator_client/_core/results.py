@@ -207,6 +207,12 @@ class ResultHub:
                     del self._watchers[channel]
                     self._confirmed.pop(channel, None)
                     gone.append(channel)
+        if not self._watchers:  # dicts and sets never shrink: start small again after a burst
+            self._watchers, self._confirmed = {}, {}
+            if not self._acks:
+                self._acks = {}
+            if not self._idle:
+                self._idle = set()
         if gone:
             await self._write(encode_command("UNSUBSCRIBE", *gone), now=not self._watchers)
         if self._reader is None and self._idle:

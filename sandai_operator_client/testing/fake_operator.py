@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 import anyio
 from anyio.from_thread import start_blocking_portal
@@ -106,7 +106,11 @@ class FakeOperator:
 
     ``received`` lists every payload taken from the queues (with ``_priority`` and ``_task_id`` added).
     ``honour_deadline``, ``honour_cancel_key`` and ``serve_desc`` switched off play an operator that
-    breaks the protocol (what the conformance run must catch).
+    breaks the protocol (what the conformance run must catch). ``reliable=True`` takes messages and
+    notes them in ``unacked`` in one atomic step (a Lua script, polled every 5 ms when idle) and answers
+    what it had taken before a broker restart: an operator that loses nothing, for fault tests; the
+    default takes them as kombu does (pop, then note), which can lose a message popped just before a
+    crash, and blocks instead of polling.
     """
 
     def __init__(
@@ -125,6 +129,8 @@ class FakeOperator:
         honour_deadline: bool = True,
         honour_cancel_key: bool = True,
         serve_desc: bool = True,
+        result_retry_seconds: float = 60.0,
+        reliable: bool = False,
     ) -> None:
         self.name = name
         self.version = version
@@ -144,43 +150,100 @@ class FakeOperator:
         self.honour_deadline = honour_deadline
         self.honour_cancel_key = honour_cancel_key
         self.serve_desc = serve_desc
+        self.result_retry_seconds = result_retry_seconds
+        self.reliable = reliable
+        self._blmpop = True
         self.received: List[Dict[str, Any]] = []
         self.queues = [f"{p}.{name}.{version}" for p in VALID_PRIORITIES]
         self.ready = threading.Event()
 
     # ------------------------------------------------------------------ running
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Consume and answer tasks until cancelled."""
-        broker = await RedisConnection.open(parse_redis_url(self.broker_url), 5.0)
+        """Consume and answer tasks until cancelled; survives broker restarts (reconnects with backoff)."""
+        address = parse_redis_url(self.broker_url)
+        broker = await RedisConnection.open(address, 5.0)  # the first connection must work
         results = CommandChannel(parse_redis_url(self.result_backend))
+        bookkeeping = CommandChannel(address)
         lists = [name for queue in self.queues for name in priority_list_names(queue)]
+        in_flight: Set[str] = set()
         try:
             async with anyio.create_task_group() as tg:
                 self.ready.set()
                 task_status.started()
-                blmpop = True
+                recover = self.reliable
                 while True:
-                    if blmpop:  # Redis >= 7: block, then take up to `prefetch` messages in one round trip
-                        reply = (await broker.request(
-                            [("BLMPOP", 1, len(lists), *lists, "RIGHT", "COUNT", self.prefetch)]))[0]
-                        if isinstance(reply, RespError):
-                            blmpop = False
-                            continue
-                        if not isinstance(reply, list):
-                            continue
-                        list_name, messages = reply[0].decode(), reply[1]
-                    else:
-                        reply = (await broker.request([("BRPOP", *lists, 1)]))[0]
-                        if not isinstance(reply, list):
-                            continue
-                        list_name, messages = reply[0].decode(), [reply[1]]
-                    for raw in messages:
-                        tg.start_soon(self._handle, list_name, raw, results)
+                    try:
+                        if recover:  # messages taken before a restart are still in `unacked`: answer them
+                            recover = False
+                            taken = await self._recover(bookkeeping, in_flight)
+                        else:
+                            taken = await self._take(broker, bookkeeping, lists)
+                    except ConnectionLost:
+                        await broker.aclose()
+                        broker = await self._reconnect(address)
+                        recover = self.reliable
+                        continue
+                    for list_name, tag, raw in taken:
+                        if tag not in in_flight:
+                            in_flight.add(tag)
+                            tg.start_soon(self._handle, list_name, raw, results, bookkeeping, tag, in_flight)
         finally:
             self.ready.clear()
             with anyio.CancelScope(shield=True):
                 await broker.aclose()
                 await results.aclose()
+                await bookkeeping.aclose()
+
+    async def _take(self, broker: RedisConnection, bookkeeping: CommandChannel, lists: List[str]
+                    ) -> List[Tuple[str, str, bytes]]:
+        """Take messages off the queues as kombu does: pop, then note them in the ``unacked`` hash."""
+        if self.reliable:
+            # pop and note in one atomic step, so a connection lost in between loses nothing
+            reply = await bookkeeping.execute("EVAL", _TAKE_SCRIPT, len(lists) + 1, *lists, "unacked", self.prefetch)
+            if not isinstance(reply, list):
+                await anyio.sleep(0.005)
+                return []
+            return [(reply[0].decode(), _delivery_tag(raw), raw) for raw in reply[1]]
+        if self._blmpop:  # Redis >= 7: block, then take up to `prefetch` messages at once
+            reply = (await broker.request([("BLMPOP", 1, len(lists), *lists, "RIGHT", "COUNT", self.prefetch)]))[0]
+            if isinstance(reply, RespError):
+                self._blmpop = False
+                return []
+            if not isinstance(reply, list):
+                return []
+            list_name, messages = reply[0].decode(), reply[1]
+        else:
+            reply = (await broker.request([("BRPOP", *lists, 1)]))[0]
+            if not isinstance(reply, list):
+                return []
+            list_name, messages = reply[0].decode(), [reply[1]]
+        taken = [(list_name, _delivery_tag(raw), raw) for raw in messages]
+        await bookkeeping.execute_many([("HSET", "unacked", tag, raw) for _, tag, raw in taken])
+        return taken
+
+    async def _recover(self, bookkeeping: CommandChannel, in_flight: Set[str]) -> List[Tuple[str, str, bytes]]:
+        entries = await bookkeeping.execute("HGETALL", "unacked")
+        taken = []
+        if isinstance(entries, list):
+            for tag_raw, raw in zip(entries[::2], entries[1::2]):
+                tag = tag_raw.decode()
+                try:
+                    queue = decode_redis_envelope(raw)[0]["properties"]["delivery_info"]["routing_key"]
+                except (DecodeError, KeyError, TypeError):
+                    continue
+                if queue in self.queues and tag not in in_flight:
+                    taken.append((queue, tag, raw))
+        return taken
+
+    @staticmethod
+    async def _reconnect(address: Any) -> RedisConnection:
+        delay = 0.05
+        while True:
+            try:
+                return await RedisConnection.open(address, 5.0)
+            except ConnectionLost:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     @contextmanager
     def in_thread(self) -> Iterator[FakeOperator]:
@@ -201,7 +264,19 @@ class FakeOperator:
         return _Running(self)
 
     # ------------------------------------------------------------------ one task
-    async def _handle(self, list_name: str, raw: bytes, results: CommandChannel) -> None:
+    async def _handle(self, list_name: str, raw: bytes, results: CommandChannel, bookkeeping: CommandChannel,
+                      tag: str, in_flight: Set[str]) -> None:
+        try:
+            await self._handle_one(list_name, raw, results)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                try:
+                    await bookkeeping.execute("HDEL", "unacked", tag)  # answered (or given up): not in flight
+                except ConnectionLost:
+                    pass
+            in_flight.discard(tag)
+
+    async def _handle_one(self, list_name: str, raw: bytes, results: CommandChannel) -> None:
         try:
             envelope, body = decode_redis_envelope(raw)
             _, kwargs, _ = decode_task_body(body, envelope["content-type"])
@@ -227,12 +302,18 @@ class FakeOperator:
                 serializer=self.result_serializer,
             )
         key = result_key(task_id)
-        try:
-            await results.execute_many(
-                [("MULTI",), ("SETEX", key, self.result_expires, record), ("PUBLISH", key, record), ("EXEC",)]
-            )
-        except ConnectionLost:
-            pass  # a broken backend loses the result, as it would for the SDK
+        # Unlike the SDK, keep trying while the backend is away (fault tests restart Redis under us).
+        with anyio.move_on_after(self.result_retry_seconds):
+            delay = 0.05
+            while True:
+                try:
+                    await results.execute_many(
+                        [("MULTI",), ("SETEX", key, self.result_expires, record), ("PUBLISH", key, record), ("EXEC",)]
+                    )
+                    return
+                except ConnectionLost:
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
 
     async def _answer(self, payload: Dict[str, Any], sdk_task_id: str, results: CommandChannel
                       ) -> Union[bytes, Dict[str, Any], None]:
@@ -269,6 +350,34 @@ class FakeOperator:
             artifacts_out = [{"uri": a.get("uri"), "slot": a.get("slot")} for a in artifacts]
         return {"task_id": sdk_task_id, "status": "success", "results": results_out, "error": None,
                 "artifacts": artifacts_out}
+
+
+_TAKE_SCRIPT = """
+local n = tonumber(ARGV[1])
+local hash = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  local items = redis.call('RPOP', KEYS[i], n)
+  if items then
+    for _, item in ipairs(items) do
+      local ok, env = pcall(cjson.decode, item)
+      local tag = 'undecodable'
+      if ok and type(env) == 'table' and type(env.properties) == 'table' and env.properties.delivery_tag then
+        tag = env.properties.delivery_tag
+      end
+      redis.call('HSET', hash, tag, item)
+    end
+    return {KEYS[i], items}
+  end
+end
+return false
+"""
+
+
+def _delivery_tag(raw: bytes) -> str:
+    try:
+        return str(decode_redis_envelope(raw)[0]["properties"]["delivery_tag"])
+    except (DecodeError, KeyError, TypeError):
+        return "undecodable"
 
 
 def _error(task_id: str, error_type: str, message: str, details: Dict[str, Any]) -> Dict[str, Any]:
