@@ -272,9 +272,9 @@ class OperatorCore:
             raise outcome
         return envelope_from_record(task_id, outcome)
 
-    async def _wait(self, watch: Watch, timeout: float) -> None:
+    async def _wait(self, watch: Watch, timeout: float, count: Optional[int] = None) -> None:
         with anyio.move_on_after(max(timeout, 0)):
-            await self._hub.wait(watch)
+            await self._hub.wait(watch, count)
 
     async def get_result(self, task_id: str, timeout: Optional[float] = None) -> Any:
         """Wait for a published task's raw operator envelope (what Celery's ``AsyncResult.get`` returns).
@@ -364,8 +364,9 @@ class OperatorCore:
         if prepared:
             try:
                 async with self._hub.watch([t.task_id for t in prepared], while_subscribing=publish) as watch:
-                    if any(e is None for e in errors):
-                        await self._wait(watch, budget)
+                    published = errors.count(None)
+                    if published:  # tasks that never went out have no result to wait for
+                        await self._wait(watch, budget, published)
             except ConnectionLost as exc:
                 error = self._connection_error(exc)
                 if all(e is None for e in errors) and watch is None:

@@ -69,6 +69,10 @@ class RespReader:
 
     def feed(self, data: bytes) -> None:
         """Append bytes received from the server."""
+        if self._pos >= len(self._buf):  # all consumed: start afresh (a bytearray never gives memory back)
+            self._buf = bytearray(data)
+            self._pos = 0
+            return
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0

@@ -269,11 +269,17 @@ class FakeOperator:
         try:
             await self._handle_one(list_name, raw, results)
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                try:
-                    await bookkeeping.execute("HDEL", "unacked", tag)  # answered (or given up): not in flight
-                except ConnectionLost:
-                    pass
+            # answered (or given up): no longer in flight. Keep trying, or a broker restart would hand
+            # the task to `_recover` and run it twice.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.result_retry_seconds):
+                delay = 0.05
+                while True:
+                    try:
+                        await bookkeeping.execute("HDEL", "unacked", tag)
+                        break
+                    except ConnectionLost:
+                        await anyio.sleep(delay)
+                        delay = min(delay * 2, 1.0)
             in_flight.discard(tag)
 
     async def _handle_one(self, list_name: str, raw: bytes, results: CommandChannel) -> None:
@@ -405,3 +411,34 @@ class _Running:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         return await self._tg.__aexit__(*exc_info)
+
+
+def _main(argv: Optional[List[str]] = None) -> None:
+    """``python -m sandai_operator_client.testing.fake_operator NAME VERSION URL [--delay S]``: run in a process."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="an echoing fake Sandai operator")
+    parser.add_argument("name")
+    parser.add_argument("version")
+    parser.add_argument("url")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args(argv)
+    delay = args.delay
+    operator = FakeOperator(args.name, args.version, broker_url=args.url,
+                            behaviour=(lambda p: Delay(delay, echo_behaviour(p))) if delay else echo_behaviour)
+    operator.received = _Discard()
+    try:
+        anyio.run(operator.run)
+    except KeyboardInterrupt:
+        pass
+
+
+class _Discard(list):  # type: ignore[type-arg]
+    """A log that keeps nothing (a long-running fake process must not grow)."""
+
+    def append(self, item: Any) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    _main()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -154,10 +156,12 @@ async def test_garbage_records_hit_only_their_waiter(private_redis: PrivateRedis
 
 
 async def test_ten_thousand_waiters(private_redis: PrivateRedis) -> None:
-    operator = FakeOperator("many", broker_url=private_redis.url, behaviour=lambda p: Delay(0.5, Echo()))
-    with operator.in_thread():
+    # the operator runs in its own process, so everything traced here is the client's
+    operator = subprocess.Popen([sys.executable, "-m", "sandai_operator_client.testing.fake_operator", "many", "v1",
+                                 private_redis.url, "--delay", "0.5"])
+    try:
         async with create_async_client("many", "v1", broker_url=private_redis.url, timeout=120) as client:
-            await client.sync([], {})  # connections made
+            await client.sync([], {})  # connections made, operator up
             gc.collect()
             tracemalloc.start()
             before = tracemalloc.take_snapshot()
@@ -177,18 +181,17 @@ async def test_ten_thousand_waiters(private_redis: PrivateRedis) -> None:
                     peak_sockets = max(peak_sockets, _sockets())
                     await anyio.sleep(0.05)
             assert client._core.hub.watched_channels == 0 and client._core.hub.waiting == 0
-            operator.received.clear()  # the fake's own log of what it ran
             gc.collect()
             after = tracemalloc.take_snapshot()
             tracemalloc.stop()
+    finally:
+        operator.terminate()
+        operator.wait(10)
     assert peak_sockets - sockets_before <= 2  # no connection per waiter
-    # what the client's own code still holds (the fake operator in this process keeps its log)
-    ours = tracemalloc.Filter(True, "*sandai_operator_client*")
-    theirs = tracemalloc.Filter(False, "*sandai_operator_client/testing*")
-    left = sum(stat.size_diff for stat in after.filter_traces([ours, theirs]).compare_to(
-        before.filter_traces([ours, theirs]), "filename"))
-    top = after.filter_traces([ours, theirs]).compare_to(before.filter_traces([ours, theirs]), "lineno")[:5]
-    assert left < 256 * 1024, f"{left / 1e3:.0f} kB left behind by 10,000 finished waiters: {top}"
+    ours = [tracemalloc.Filter(True, "*sandai_operator_client*")]
+    diff = after.filter_traces(ours).compare_to(before.filter_traces(ours), "lineno")
+    left = sum(stat.size_diff for stat in diff)
+    assert left < 256 * 1024, f"{left / 1e3:.0f} kB left behind by 10,000 finished waiters: {diff[:5]}"
 
 
 async def test_tls_with_ca(tmp_path: Path, tls_certs: Path) -> None:
@@ -225,3 +228,27 @@ def test_password_and_unix_socket(tmp_path: Path, caplog: pytest.LogCaptureFixtu
             assert "pw-s3cret" not in text and "wrong-pw" not in text
     finally:
         server.stop()
+
+
+async def test_connection_killed_during_batch(private_redis: PrivateRedis) -> None:
+    # tasks whose publish failed are reported at once; the batch waits only for the ones that went out
+    admin = redis.Redis.from_url(private_redis.url)
+    operator = FakeOperator("killed", broker_url=private_redis.url, reliable=True,
+                            behaviour=lambda p: Delay(0.002, Echo()))
+    with operator.in_thread():
+        async with create_async_client("killed", "v1", broker_url=private_redis.url, timeout=60) as client:
+            for _ in range(4):
+                async with anyio.create_task_group() as tg:
+
+                    async def kill() -> None:
+                        await anyio.sleep(0.05)
+                        admin.client_kill_filter(_type="normal", skipme=True)
+                        admin.client_kill_filter(_type="pubsub", skipme=True)
+
+                    tg.start_soon(kill)
+                    started = time.monotonic()
+                    results = await client.batch_sync_detailed([([], {"text": str(i)}) for i in range(3000)],
+                                                               timeout=60)
+                assert time.monotonic() - started < 30
+                assert all(r.success or not r.submitted for r in results)
+                assert all(r.results["echo"] == str(r.index) for r in results if r.success)
