@@ -8,7 +8,8 @@ from sandai_operator_client.testing import FakeOperator
 
 
 async def main() -> None:
-    await FakeOperator(sys.argv[1], "v1", broker_url=sys.argv[2]).run()
+    backend = sys.argv[3] if len(sys.argv) > 3 else sys.argv[2]
+    await FakeOperator(sys.argv[1], "v1", broker_url=sys.argv[2], result_backend=backend).run()
 
 
 if __name__ == "__main__":

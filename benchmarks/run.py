@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SEED_VENV = HERE / ".venvs" / "seed"
 REDIS_URL = os.environ.get("SANDAI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("SANDAI_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 # workload -> (metric, higher is better, implementations)
 WORKLOADS = {
@@ -32,6 +33,8 @@ WORKLOADS = {
     "concurrent": ("per_s", True, ("ours", "seed")),
     "concurrent_trio": ("per_s", True, ("ours",)),
     "import": ("import_ms", False, ("ours", "seed", "bare")),
+    "amqp_sequential": ("p50_ms", False, ("ours", "seed")),
+    "amqp_batch": ("per_s", True, ("ours", "seed")),
 }
 
 
@@ -47,12 +50,13 @@ def seed_python() -> str:
 
 def run_one(impl: str, workload: str) -> dict:
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    operator = subprocess.Popen([sys.executable, str(HERE / "fast_operator.py"), name, REDIS_URL])
+    broker = AMQP_URL if workload.startswith("amqp") else REDIS_URL
+    operator = subprocess.Popen([sys.executable, str(HERE / "fast_operator.py"), name, broker, REDIS_URL])
     try:
         time.sleep(0.5)
         python = seed_python() if impl == "seed" else sys.executable
         env = dict(os.environ, PYTHONPATH=str(HERE))
-        out = subprocess.run([python, str(HERE / "workloads.py"), impl, workload, name, REDIS_URL],
+        out = subprocess.run([python, str(HERE / "workloads.py"), impl, workload, name, REDIS_URL, broker],
                              capture_output=True, text=True, timeout=600, env=env)
         if out.returncode != 0:
             raise RuntimeError(f"{impl} {workload} failed:\n{out.stderr[-3000:]}")
@@ -65,6 +69,14 @@ def run_one(impl: str, workload: str) -> dict:
         r = redis.Redis.from_url(REDIS_URL)
         for key in r.scan_iter(match=f"*{name}*"):
             r.delete(key)
+        if broker != REDIS_URL:
+            import kombu
+
+            with kombu.Connection(broker) as connection:
+                channel = connection.channel()
+                for priority in ("high", "normal", "low", "very_low"):
+                    channel.queue_delete(f"{priority}.{name}.v1")
+                    channel.exchange_delete(f"{priority}.{name}.v1")
 
 
 def main() -> None:

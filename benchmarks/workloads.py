@@ -16,6 +16,7 @@ import time
 import uuid
 
 IMPL, WORKLOAD, NAME, URL = sys.argv[1:5]
+BROKER = sys.argv[5] if len(sys.argv) > 5 else URL
 N_SEQ, N_SUBMIT, N_SUBMIT_ASYNC, N_BATCH, N_CONC = 300, 3000, 10000, 2000, 2000
 
 
@@ -45,7 +46,7 @@ def make_sync():
         from sandai_operator_client import create_client
     else:
         from sandai.operator_client import create_client
-    return create_client(NAME, "v1", broker_url=URL, timeout=120)
+    return create_client(NAME, "v1", broker_url=BROKER, result_backend=URL, timeout=120)
 
 
 def make_async():
@@ -53,7 +54,7 @@ def make_async():
         from sandai_operator_client import create_async_client
     else:
         from sandai.operator_client import create_async_client
-    return create_async_client(NAME, "v1", broker_url=URL, timeout=120)
+    return create_async_client(NAME, "v1", broker_url=BROKER, result_backend=URL, timeout=120)
 
 
 class Bare:
@@ -252,6 +253,8 @@ WORKLOADS = {
     "concurrent": concurrent,
     "concurrent_trio": lambda: concurrent("trio"),
     "import": import_time,
+    "amqp_sequential": sequential,
+    "amqp_batch": batch,
 }
 
 if __name__ == "__main__":

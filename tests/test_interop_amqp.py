@@ -85,3 +85,36 @@ def test_kombu_imported_only_for_amqp() -> None:
             "print('kombu' in sys.modules, 'redis' in sys.modules, 'celery' in sys.modules); c.close()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
+
+
+@pytest.fixture
+def amqp_fake(amqp_url: str, redis_url: str) -> Any:
+    from conftest import delete_amqp_queues
+
+    from sandai_operator_client.testing import FakeOperator
+
+    operator = FakeOperator(f"fake-amqp-{uuid.uuid4().hex[:8]}", broker_url=amqp_url, result_backend=redis_url)
+    try:
+        with operator.in_thread():
+            yield operator
+    finally:
+        delete_amqp_queues(operator.name)
+
+
+def test_fake_operator_on_amqp_sync(amqp_fake: Any) -> None:
+    with create_client(amqp_fake.name, "v1", broker_url=amqp_fake.broker_url,
+                       result_backend=amqp_fake.result_backend) as client:
+        assert client.sync([], {"text": "rabbit"})[1]["echo"] == "rabbit"
+        for priority in ("high", "normal", "low", "very_low"):
+            client.sync([], {}, priority=priority)
+            assert amqp_fake.received[-1]["_priority"] == priority
+        results = client.batch_sync_detailed([([], {"text": str(i)}) for i in range(200)], timeout=60)
+        assert all(r.success and r.results["echo"] == str(r.index) for r in results)
+
+
+async def test_fake_operator_on_amqp_async(amqp_fake: Any) -> None:
+    async with create_async_client(amqp_fake.name, "v1", broker_url=amqp_fake.broker_url,
+                                   result_backend=amqp_fake.result_backend) as client:
+        with pytest.raises(TaskExecutionError):
+            await client.sync([], {"fail": True})
+        assert (await client.desc())["doc"].startswith("Fake operator")

@@ -9,13 +9,19 @@ result record as Celery's Redis backend does: ``SETEX celery-task-meta-<id>`` + 
 from __future__ import annotations
 
 import datetime
+import math
+import socket
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
+from urllib.parse import urlsplit
 
 import anyio
+import anyio.from_thread
+import anyio.to_thread
 from anyio.from_thread import start_blocking_portal
 
 from .._core.redis import CommandChannel, ConnectionLost, RedisConnection, parse_redis_url
@@ -160,6 +166,9 @@ class FakeOperator:
     # ------------------------------------------------------------------ running
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Consume and answer tasks until cancelled; survives broker restarts (reconnects with backoff)."""
+        if urlsplit(self.broker_url).scheme not in ("redis", "rediss", "unix", "redis+socket"):
+            await self._run_kombu(task_status)
+            return
         address = parse_redis_url(self.broker_url)
         broker = await RedisConnection.open(address, 5.0)  # the first connection must work
         results = CommandChannel(parse_redis_url(self.result_backend))
@@ -235,6 +244,57 @@ class FakeOperator:
                     taken.append((queue, tag, raw))
         return taken
 
+    async def _run_kombu(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Consume from an AMQP (any kombu) broker: a kombu consumer in a worker thread feeds this loop."""
+        import importlib
+
+        kombu: Any = importlib.import_module("kombu")
+
+        send, receive = anyio.create_memory_object_stream[Tuple[str, Optional[str], bytes, str]](math.inf)
+        stop = threading.Event()
+        started = threading.Event()
+        failure: List[BaseException] = []
+
+        def consume() -> None:
+            try:
+                with kombu.Connection(self.broker_url, connect_timeout=5) as connection:
+                    queues = [kombu.Queue(q, kombu.Exchange(q, type="direct", durable=True), routing_key=q,
+                                          durable=True) for q in self.queues]
+
+                    def on_message(message: Any) -> None:
+                        item = (message.delivery_info.get("routing_key", ""),
+                                message.properties.get("correlation_id"), message.body, message.content_type)
+                        anyio.from_thread.run_sync(send.send_nowait, item)
+                        message.ack()
+
+                    with connection.Consumer(queues, on_message=on_message, prefetch_count=self.prefetch):
+                        started.set()
+                        while not stop.is_set():
+                            try:
+                                connection.drain_events(timeout=0.2)
+                            except (socket.timeout, TimeoutError):
+                                pass
+            except BaseException as exc:  # reported to the loop below
+                failure.append(exc)
+                started.set()
+
+        results = CommandChannel(parse_redis_url(self.result_backend))
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(partial(anyio.to_thread.run_sync, consume, abandon_on_cancel=True))
+                await anyio.to_thread.run_sync(started.wait)
+                if failure:
+                    raise ConnectionLost(f"fake operator cannot consume: {failure[0]!r}")
+                self.ready.set()
+                task_status.started()
+                async for queue, task_id, body, content_type in receive:
+                    tg.start_soon(self._handle_message, queue, task_id, body, content_type, results)
+        finally:
+            stop.set()
+            self.ready.clear()
+            with anyio.CancelScope(shield=True):
+                await results.aclose()
+
     @staticmethod
     async def _reconnect(address: Any) -> RedisConnection:
         delay = 0.05
@@ -285,10 +345,17 @@ class FakeOperator:
     async def _handle_one(self, list_name: str, raw: bytes, results: CommandChannel) -> None:
         try:
             envelope, body = decode_redis_envelope(raw)
-            _, kwargs, _ = decode_task_body(body, envelope["content-type"])
-        except (DecodeError, KeyError):
+        except DecodeError:
             return  # the SDK rejects what it cannot decode; nothing to answer
-        task_id = envelope["properties"].get("correlation_id")
+        await self._handle_message(list_name, envelope["properties"].get("correlation_id"), body,
+                                   envelope.get("content-type", ""), results)
+
+    async def _handle_message(self, list_name: str, task_id: Optional[str], body: bytes, content_type: str,
+                              results: CommandChannel) -> None:
+        try:
+            _, kwargs, _ = decode_task_body(body, content_type)
+        except DecodeError:
+            return
         if not task_id:
             return
         priority = list_name.split(".", 1)[0]
