@@ -9,7 +9,7 @@ from sandai_operator_client.testing import FakeOperator
 
 async def main() -> None:
     backend = sys.argv[3] if len(sys.argv) > 3 else sys.argv[2]
-    await FakeOperator(sys.argv[1], "v1", broker_url=sys.argv[2], result_backend=backend).run()
+    await FakeOperator(sys.argv[1], "v1", broker_url=sys.argv[2], result_backend=backend, track_unacked=False).run()
 
 
 if __name__ == "__main__":

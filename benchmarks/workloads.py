@@ -75,7 +75,7 @@ class Bare:
         self.queue = f"normal.{NAME}.v1"
 
     def envelope(self, task_id: str) -> bytes:
-        return self.template.replace(b"TASKID", task_id.encode())
+        return self.template.replace(b"TASKID", task_id.encode()).replace(b'"TAG"', b'"%s"' % uuid.uuid4().hex.encode())
 
     def call(self) -> None:
         task_id = str(uuid.uuid4())

@@ -290,24 +290,24 @@ class OperatorCore:
             raise self._connection_error(exc) from None
         return self._outcome_envelope(task_id, watch, limit)
 
-    async def _call(self, task: PreparedTask, timeout: float) -> Any:
-        """Publish and wait: subscribe first, publish while the subscription is confirmed, then wait."""
+    async def _call(self, task: PreparedTask, timeout: float, published: Optional[List[str]] = None) -> Any:
+        """Publish and wait: subscribe (confirmed, so no GET is needed), publish, wait for the PUBLISH.
+
+        ``published`` (when given) receives the task id once the task is on the queue.
+        """
         self._check_open()
-        published = False
-
-        async def publish() -> None:
-            nonlocal published
-            await self._publish_one(task)
-            published = True
-
+        sent = False
         try:
             async with self._hub.watch([task.task_id], fetch_existing=False) as watch:
-                await publish()
+                await self._publish_one(task)
+                sent = True
+                if published is not None:
+                    published.append(task.task_id)
                 await self._wait(watch, timeout)
         except ConnectionLost as exc:
             raise self._connection_error(exc) from None
         finally:
-            if published:
+            if sent:
                 await self._forget_later([task.task_id])
         return self._outcome_envelope(task.task_id, watch, timeout)
 
@@ -501,25 +501,12 @@ class OperatorCore:
             task = self.prepare([], dict(PROBE_OPTIONS), priority="low")
         except OperatorError as exc:
             return HealthCheckResult(submit_ok=False, retrieval_ok=False, response_ok=False, error=str(exc))
-        published = False
-
-        async def publish() -> None:
-            nonlocal published
-            await self._publish_one(task)
-            published = True
-
+        published: List[str] = []
         try:
-            self._check_open()
-            async with self._hub.watch([task.task_id], while_subscribing=publish) as watch:
-                await self._wait(watch, timeout)
-            envelope = self._outcome_envelope(task.task_id, watch, timeout)
-        except (OperatorError, ConnectionLost) as exc:
-            reason = str(self._connection_error(exc)) if isinstance(exc, ConnectionLost) else str(exc)
-            return HealthCheckResult(submit_ok=published, retrieval_ok=False, response_ok=False,
-                                     task_id=task.task_id if published else None, error=reason)
-        finally:
-            if published:
-                await self._forget_later([task.task_id])
+            envelope = await self._call(task, timeout, published)
+        except OperatorError as exc:
+            return HealthCheckResult(submit_ok=bool(published), retrieval_ok=False, response_ok=False,
+                                     task_id=task.task_id if published else None, error=str(exc))
         response_ok, error = inspect_probe_result(envelope)
         return HealthCheckResult(submit_ok=True, retrieval_ok=True, response_ok=response_ok,
                                  task_id=task.task_id, error=error)
