@@ -12,7 +12,6 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any, List
 
-import anyio
 import pytest
 import redis
 from conftest import SdkOperator
@@ -214,6 +213,3 @@ def test_garbage_record_is_a_conformance_failure(redis_url: str, unique_name: st
     detail = next(c for c in report.checks if c.name.startswith("task answers")).detail
     assert "pickle" in detail
 
-
-async def _unused() -> None:  # keeps anyio imported for the marker
-    await anyio.sleep(0)

@@ -281,3 +281,14 @@ async def test_async_client_without_context_manager(fake_operator: FakeOperator)
     client = AsyncOperatorClient(fake_operator.name, "v1", broker_url=fake_operator.broker_url)
     assert (await client.sync([], {"text": "plain"}))[1]["echo"] == "plain"
     await client.aclose()
+
+
+def test_redis_database_in_url(redis_url: str, unique_name: str) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/5"
+    admin = redis.Redis.from_url(url)
+    with FakeOperator(unique_name, broker_url=url).in_thread(), \
+            create_client(unique_name, "v1", broker_url=url, auto_forget_result=False) as client:
+        handle = client.async_call([], {"text": "db5"})
+        assert handle.get(timeout=10)["results"]["echo"] == "db5"
+    assert admin.exists(f"celery-task-meta-{handle.id}")  # written to db 5, where we read it
+    admin.delete(f"celery-task-meta-{handle.id}")
