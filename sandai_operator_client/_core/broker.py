@@ -16,6 +16,7 @@ from ..protocol.celery import TaskMessage
 from ..protocol.kombu_redis import encode_redis_envelope, priority_list_name, priority_list_names
 from ..protocol.resp import RespError
 from ..protocol.results import result_key
+from .backoff import retry_while_disconnected
 from .redis import CommandChannel, ConnectionLost
 
 __all__ = ("PreparedTask", "Publisher", "RedisPublisher")
@@ -83,16 +84,9 @@ class RedisPublisher:
             checks += [("LREM", priority_list_name(task.queue, 0), 1, envelope),
                        ("HEXISTS", "unacked", task.delivery_tag),
                        ("EXISTS", result_key(task.task_id))]
-        delay = 0.05
         replies: Optional[List[object]] = None
         with anyio.move_on_after(self._settle_timeout):
-            while True:
-                try:
-                    replies = await self._commands.execute_many(checks)
-                    break
-                except ConnectionLost:
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+            replies = await retry_while_disconnected(lambda: self._commands.execute_many(checks))
         if replies is None:
             raise lost  # the server did not come back: the outcome stays unknown
         reasons: List[Optional[str]] = []

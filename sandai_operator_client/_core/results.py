@@ -25,6 +25,7 @@ from ..errors import ResultDecodeError
 from ..protocol.resp import encode_command
 from ..protocol.results import ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
+from .backoff import Backoff
 from .redis import CommandChannel, ConnectionLost, RedisAddress, RedisConnection
 
 __all__ = ("Outcome", "ResultHub", "Watch")
@@ -50,11 +51,6 @@ class Watch:
             self.outcomes[task_id] = outcome
             self.arrived.append(task_id)
             self.wake.set()
-
-    @property
-    def complete(self) -> bool:
-        """Every watched id has an outcome."""
-        return len(self.outcomes) == len(self.channels)
 
 
 class ResultHub:
@@ -304,7 +300,7 @@ class ResultHub:
                 await broken.aclose()
             if self._conn is not None:  # someone else reconnected meanwhile
                 return
-            delay = 0.05
+            backoff = Backoff()
             deadline = anyio.current_time() + self._reconnect_timeout
             while not self._closed:
                 try:
@@ -319,11 +315,10 @@ class ResultHub:
                         self._conn = None
                         raise
                 except ConnectionLost as exc:
-                    if anyio.current_time() + delay > deadline:
+                    if anyio.current_time() + backoff.delay > deadline:
                         self._fail_all(exc)
                         return
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+                    await backoff.wait()
 
     async def _resubscribe(self, conn: RedisConnection) -> None:
         channels = list(self._watchers)

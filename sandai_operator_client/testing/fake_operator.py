@@ -24,6 +24,7 @@ import anyio.from_thread
 import anyio.to_thread
 from anyio.from_thread import start_blocking_portal
 
+from .._core.backoff import retry_while_disconnected
 from .._core.redis import CommandChannel, ConnectionLost, RedisConnection, parse_redis_url
 from ..config import VALID_PRIORITIES
 from ..protocol.celery import decode_task_body
@@ -300,13 +301,7 @@ class FakeOperator:
 
     @staticmethod
     async def _reconnect(address: Any) -> RedisConnection:
-        delay = 0.05
-        while True:
-            try:
-                return await RedisConnection.open(address, 5.0)
-            except ConnectionLost:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        return await retry_while_disconnected(lambda: RedisConnection.open(address, 5.0))
 
     @contextmanager
     def in_thread(self) -> Iterator[FakeOperator]:
@@ -340,14 +335,7 @@ class FakeOperator:
         # answered (or given up): no longer in flight. Keep trying, or a broker restart would hand
         # the task to `_recover` and run it twice.
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.result_retry_seconds):
-            delay = 0.05
-            while True:
-                try:
-                    await bookkeeping.execute("HDEL", "unacked", tag)
-                    return
-                except ConnectionLost:
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+            await retry_while_disconnected(lambda: bookkeeping.execute("HDEL", "unacked", tag))
 
     async def _handle_one(self, list_name: str, raw: bytes, results: CommandChannel) -> None:
         try:
@@ -384,16 +372,9 @@ class FakeOperator:
         key = result_key(task_id)
         # Unlike the SDK, keep trying while the backend is away (fault tests restart Redis under us).
         with anyio.move_on_after(self.result_retry_seconds):
-            delay = 0.05
-            while True:
-                try:
-                    await results.execute_many(
-                        [("MULTI",), ("SETEX", key, self.result_expires, record), ("PUBLISH", key, record), ("EXEC",)]
-                    )
-                    return
-                except ConnectionLost:
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+            await retry_while_disconnected(lambda: results.execute_many(
+                [("MULTI",), ("SETEX", key, self.result_expires, record), ("PUBLISH", key, record), ("EXEC",)]
+            ))
 
     async def _answer(self, payload: Dict[str, Any], sdk_task_id: str, results: CommandChannel
                       ) -> Union[bytes, Dict[str, Any], None]:
