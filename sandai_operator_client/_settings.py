@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from .config import VALID_PRIORITIES, ClientConfig, resolve_client_config
-from .errors import InvalidPriorityError
+from .config import VALID_PRIORITIES, ClientConfig, check_priority, resolve_client_config
 
 __all__ = ("ClientSettings",)
 
@@ -49,8 +48,7 @@ class ClientSettings:
         cancel_key: Optional[str] = None,
         auto_forget_result: Optional[bool] = None,
     ) -> None:
-        if priority not in VALID_PRIORITIES:
-            raise InvalidPriorityError(priority, VALID_PRIORITIES)
+        check_priority(priority)
         config = resolve_client_config(
             operator_name, operator_version, broker_url=broker_url, result_backend=result_backend,
             timeout=timeout, debug=debug, priority=priority, cancel_key=cancel_key,

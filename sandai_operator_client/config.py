@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 from urllib.parse import urlsplit, urlunsplit
 
+from .errors import InvalidPriorityError
+
 __all__ = (
     "DEFAULT_BROKER_URL",
     "VALID_PRIORITIES",
     "CeleryConfig",
     "ClientConfig",
+    "check_priority",
     "env_bool",
     "get_celery_config",
     "get_default_celery_config",
@@ -38,6 +41,13 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def check_priority(priority: str) -> str:
+    """``priority`` if it is one of ``VALID_PRIORITIES``, else ``InvalidPriorityError``."""
+    if priority not in VALID_PRIORITIES:
+        raise InvalidPriorityError(priority, VALID_PRIORITIES)
+    return priority
 
 
 def env_bool(name: str, default: bool = False) -> bool:

@@ -14,9 +14,8 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from ..config import VALID_PRIORITIES, ClientConfig, redact_url
+from ..config import ClientConfig, check_priority, redact_url
 from ..errors import (
-    InvalidPriorityError,
     InvalidTaskInputError,
     OperatorConnectionError,
     OperatorError,
@@ -144,10 +143,7 @@ class OperatorCore:
     # ------------------------------------------------------------------ preparing
     def check_priority(self, priority: Optional[str]) -> str:
         """The effective priority; ``InvalidPriorityError`` for anything outside ``VALID_PRIORITIES``."""
-        resolved = priority or self.config.priority
-        if resolved not in VALID_PRIORITIES:
-            raise InvalidPriorityError(resolved, VALID_PRIORITIES)
-        return resolved
+        return check_priority(priority or self.config.priority)
 
     def prepare(
         self,
@@ -216,7 +212,8 @@ class OperatorCore:
                 "published %d of %d task(s)", errors.count(None), len(tasks))
         return errors
 
-    async def _publish_one(self, task: PreparedTask) -> None:
+    async def publish_one(self, task: PreparedTask) -> None:
+        """Publish one task; raises the ``OperatorConnectionError`` that kept it from the queue."""
         (error,) = await self.publish([task])
         if error is not None:
             raise error
@@ -224,7 +221,7 @@ class OperatorCore:
     async def submit(self, input_artifacts: Any, options: Any, **controls: Any) -> str:
         """Publish one task; its id."""
         task = self.prepare(input_artifacts, options, **controls)
-        await self._publish_one(task)
+        await self.publish_one(task)
         return task.task_id
 
     def _prepare_batch(
@@ -299,7 +296,7 @@ class OperatorCore:
         sent = False
         try:
             async with self._hub.watch([task.task_id], fetch_existing=False) as watch:
-                await self._publish_one(task)
+                await self.publish_one(task)
                 sent = True
                 if published is not None:
                     published.append(task.task_id)

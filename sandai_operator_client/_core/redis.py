@@ -262,12 +262,9 @@ class CommandChannel:
 
     async def aclose(self) -> None:
         """Send deferred commands (best effort), close the connection; later calls raise ``ConnectionLost``."""
-        if self._deferred and self._conn is not None and not self._pipeline.busy:
+        if self._conn is not None and not self._pipeline.busy:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                try:
-                    await self.execute_many([])
-                except ConnectionLost:
-                    pass
+                await self.flush_deferred()
         self._closed = True
         if self._conn is not None:
             conn, self._conn = self._conn, None

@@ -71,9 +71,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
 
     async def ask(payload: Any, priority: str, on: OperatorCore = core) -> tuple[str, Any]:
         task = on.prepare_payload(dict(payload), priority)
-        (error,) = await on.publish([task])
-        if error is not None:
-            raise error
+        await on.publish_one(task)
         return task.task_id, await on.get_result(task.task_id, timeout)
 
     async def desc_shape() -> Optional[str]:
@@ -103,7 +101,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
 
     async def task_envelope() -> Optional[str]:
         task = core.prepare([], {})
-        await core.publish([task])
+        await core.publish_one(task)
         envelope = await core.get_result(task.task_id, timeout)
         if not isinstance(envelope, dict):
             return f"result is not an envelope: {envelope!r:.200}"
@@ -122,7 +120,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
 
     async def deadline() -> Optional[str]:
         task = core.prepare([], {}, timeout=-60)  # already past when it arrives
-        await core.publish([task])
+        await core.publish_one(task)
         envelope = await core.get_result(task.task_id, timeout)
         try:
             parse_task_result(task.task_id, envelope)
@@ -136,7 +134,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
         key = f"sandai-conformance-{new_uuid4()}"
         await core.cancel(key, ttl=max(int(timeout) * 2, 60))
         task = core.prepare([], {}, cancel_key=key)
-        await core.publish([task])
+        await core.publish_one(task)
         envelope = await core.get_result(task.task_id, timeout)
         try:
             parse_task_result(task.task_id, envelope)
