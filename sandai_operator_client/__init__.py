@@ -3,19 +3,12 @@
 The public API of the seed client ``sandai-operator-client`` 0.4.6, name for name, on one anyio core:
 ``create_client``/``OperatorClient`` (blocking) and ``create_async_client``/``AsyncOperatorClient``
 (asyncio and trio). ``from sandai.operator_client import ...`` works too.
+
+Importing the package loads only the errors; every other public name is imported on first use (PEP 562),
+so a program that imports the client but does not call it yet (a CLI, a worker's module top) does not pay
+for the core, anyio and the serializers at start-up.
 """
 
-from ._async import AsyncOperatorClient, AsyncTaskHandle, create_async_client
-from ._sync import OperatorClient, TaskHandle, TaskState, create_client
-from .config import (
-    VALID_PRIORITIES,
-    CeleryConfig,
-    ClientConfig,
-    env_bool,
-    get_celery_config,
-    get_default_celery_config,
-    resolve_client_config,
-)
 from .errors import (
     BatchProcessingError,
     InvalidPriorityError,
@@ -32,20 +25,67 @@ from .errors import (
     TaskExecutionError,
     TaskTimeoutError,
 )
-from .types import (
-    AsyncSubmittedTask,
-    BatchTaskResult,
-    ErrorInfoDict,
-    HealthCheckResult,
-    InputArtifactDict,
-    LegacyBatchTasks,
-    LegacyTaskResult,
-    OperatorDescription,
-    OperatorTaskResult,
-    SubmittedTask,
-    TaskMetaDict,
-    TaskPayloadDict,
-)
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing the package must not load typing
+
+if TYPE_CHECKING:
+    from ._async import AsyncOperatorClient, AsyncTaskHandle, create_async_client
+    from ._sync import OperatorClient, TaskHandle, TaskState, create_client
+    from .config import (
+        VALID_PRIORITIES,
+        CeleryConfig,
+        ClientConfig,
+        env_bool,
+        get_celery_config,
+        get_default_celery_config,
+        resolve_client_config,
+    )
+    from .types import (
+        AsyncSubmittedTask,
+        BatchTaskResult,
+        ErrorInfoDict,
+        HealthCheckResult,
+        InputArtifactDict,
+        LegacyBatchTasks,
+        LegacyTaskResult,
+        OperatorDescription,
+        OperatorTaskResult,
+        SubmittedTask,
+        TaskMetaDict,
+        TaskPayloadDict,
+    )
+
+_LAZY = {
+    **dict.fromkeys(("AsyncOperatorClient", "AsyncTaskHandle", "create_async_client"), "_async"),
+    **dict.fromkeys(("OperatorClient", "TaskHandle", "TaskState", "create_client"), "_sync"),
+    **dict.fromkeys(
+        ("VALID_PRIORITIES", "CeleryConfig", "ClientConfig", "env_bool", "get_celery_config",
+         "get_default_celery_config", "resolve_client_config"),
+        "config",
+    ),
+    **dict.fromkeys(
+        ("AsyncSubmittedTask", "BatchTaskResult", "ErrorInfoDict", "HealthCheckResult", "InputArtifactDict",
+         "LegacyBatchTasks", "LegacyTaskResult", "OperatorDescription", "OperatorTaskResult", "SubmittedTask",
+         "TaskMetaDict", "TaskPayloadDict"),
+        "types",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list:  # type: ignore[type-arg]
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.5.0"
 

@@ -18,7 +18,7 @@ from sandai_operator_client.errors import (
     TaskExecutionError,
 )
 from sandai_operator_client.protocol.celery import encode_task_message, operator_task_name
-from sandai_operator_client.protocol.kombu_redis import encode_redis_envelope, priority_list_name
+from sandai_operator_client.protocol.kombu_redis import RedisEnvelopeEncoder, encode_redis_envelope, priority_list_name
 from sandai_operator_client.protocol.operator import (
     build_task_payload,
     envelope_from_record,
@@ -37,6 +37,15 @@ CELERY_RESULTS = load_fixture("celery_results.json")
 
 def _raw(entry: Dict[str, Any]) -> bytes:
     return entry["raw"].encode() if "raw" in entry else bytes.fromhex(entry["raw_hex"])
+
+
+def _envelope(message: Any, queue: str) -> bytes:
+    """The envelope as the publisher encodes it (templated), checked against the plain encoder."""
+    plain = encode_redis_envelope(message, queue=queue, delivery_tag="t")
+    encoder = RedisEnvelopeEncoder()
+    assert encoder.encode(message, queue=queue, delivery_tag="t") == plain  # builds the template
+    assert encoder.encode(message, queue=queue, delivery_tag="t") == plain  # uses it
+    return plain
 
 
 def _only(lists: Dict[str, Any]) -> tuple[str, str]:
@@ -58,7 +67,7 @@ def test_encoder_matches_celery_send_task(case: Dict[str, Any]) -> None:
         task_id=case["task_id"], task_name="sandai_operator.cap.v1.process_task", kwargs=decoded["body"]["kwargs"],
         serializer=case["serializer"], origin="gen1@host", reply_to="r", priority=golden_props["priority"],
     )
-    ours = encode_redis_envelope(message, queue=queue, delivery_tag="t")
+    ours = _envelope(message, queue)
     # the body bytes themselves must be identical, not just equal after decoding
     assert comparable_envelope(ours, ignore=())["body"] == comparable_envelope(golden, ignore=())["body"]
     import json
@@ -82,7 +91,7 @@ def test_encoder_matches_seed_client(case: Dict[str, Any]) -> None:
         task_id=case["task_id"], task_name=operator_task_name(SEED["operator"], "v1"), kwargs=payload,
         origin="gen1@host", reply_to="r",
     )
-    ours = encode_redis_envelope(message, queue=list_name, delivery_tag="t")
+    ours = _envelope(message, list_name)
     assert_envelope_matches(ours, golden)
     golden_deadline = comparable_envelope(golden, ignore=(), ignore_kwargs=())["body"]["kwargs"]["deadline"]
     assert abs(golden_deadline - payload["deadline"]) < 5  # same meaning: sent_at + timeout
@@ -93,7 +102,7 @@ def test_desc_query_matches_seed_client() -> None:
     list_name, golden = _only(case["lists"])
     message = encode_task_message(task_id=case["task_id"], task_name=operator_task_name(SEED["operator"], "v1"),
                                   kwargs={"task_type": "desc"}, origin="gen1@host", reply_to="r")
-    assert_envelope_matches(encode_redis_envelope(message, queue=list_name, delivery_tag="t"), golden)
+    assert_envelope_matches(_envelope(message, list_name), golden)
 
 
 def test_mismatch_names_the_field() -> None:
@@ -101,7 +110,7 @@ def test_mismatch_names_the_field() -> None:
     message = encode_task_message(task_id="x", task_name="other.task", kwargs=CELERY["cases"][0]["kwargs"],
                                   serializer="json", origin="o")
     with pytest.raises(AssertionError, match=r"\.headers\.task"):
-        assert_envelope_matches(encode_redis_envelope(message, queue="q", delivery_tag="t"), golden)
+        assert_envelope_matches(_envelope(message, "q"), golden)
 
 
 @pytest.mark.parametrize("entry", SDK["records"], ids=lambda e: e["name"])

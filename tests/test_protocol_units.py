@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sandai_operator_client.errors import InvalidResultFormatError, InvalidTaskInputError, InvalidTaskStatusError
 from sandai_operator_client.protocol.celery import decode_task_body, encode_task_message
 from sandai_operator_client.protocol.kombu_redis import (
+    RedisEnvelopeEncoder,
     decode_redis_envelope,
     encode_redis_envelope,
     priority_list_name,
@@ -234,3 +235,33 @@ def test_envelope_parsing_errors() -> None:
         parse_task_result("t", {"status": "partial"})
     assert inspect_probe_result({"status": "error", "error": {"error_message": "boom"}}) == (True, "boom")
     assert inspect_probe_result("x")[0] is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    options=st.dictionaries(
+        st.text(max_size=8),
+        st.text() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.none(),
+        max_size=4,
+    ),
+    task_id=st.text(min_size=1, max_size=40),
+    tag=st.text(max_size=40),
+    queue=st.sampled_from(["normal.op.v1", "high.op%s.v1", "q\x06\x163"]),
+    serializer=st.sampled_from(["json", "msgpack"]),
+    priority=st.integers(min_value=0, max_value=9),
+)
+def test_templated_envelope_is_byte_identical(options: Any, task_id: str, tag: str, queue: str, serializer: str,
+                                              priority: int) -> None:
+    encoder = RedisEnvelopeEncoder()
+    for _ in range(2):  # first call builds the template, the second uses it
+        message = encode_task_message(task_id=task_id, task_name="t%s", kwargs={"options": options},
+                                      serializer=serializer, origin="o%d", reply_to="r", priority=priority)
+        assert encoder.encode(message, queue=queue, delivery_tag=tag) == encode_redis_envelope(
+            message, queue=queue, delivery_tag=tag)
+
+
+def test_envelope_with_extra_headers_is_encoded_plainly() -> None:
+    message = encode_task_message(task_id="i", task_name="t", kwargs={}, origin="o", extra_headers={"x": 1})
+    assert message.shape is None
+    assert RedisEnvelopeEncoder().encode(message, queue="q", delivery_tag="d") == encode_redis_envelope(
+        message, queue="q", delivery_tag="d")

@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Protocol, Sequence, Tuple
 import anyio
 
 from ..protocol.celery import TaskMessage
-from ..protocol.kombu_redis import encode_redis_envelope, priority_list_name, priority_list_names
+from ..protocol.kombu_redis import RedisEnvelopeEncoder, priority_list_name, priority_list_names
 from ..protocol.resp import RespError
 from ..protocol.results import result_key
 from .backoff import retry_while_disconnected
@@ -62,10 +62,12 @@ class RedisPublisher:
     def __init__(self, commands: CommandChannel, *, settle_timeout: float = 30.0) -> None:
         self._commands = commands
         self._settle_timeout = settle_timeout
+        self._envelopes = RedisEnvelopeEncoder()
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
         """One LPUSH per task, all in one pipeline."""
-        envelopes = [encode_redis_envelope(t.message, queue=t.queue, delivery_tag=t.delivery_tag) for t in tasks]
+        encode = self._envelopes.encode
+        envelopes = [encode(t.message, queue=t.queue, delivery_tag=t.delivery_tag) for t in tasks]
         commands: List[Tuple[object, ...]] = [
             ("LPUSH", priority_list_name(t.queue, 0), envelope) for t, envelope in zip(tasks, envelopes)
         ]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
+from collections import abc
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
@@ -63,9 +65,29 @@ def as_submissions(items: Sequence[Any]) -> List[Submission]:
     return result
 
 
+class _RandomPool(threading.local):
+    """Random bytes drawn from ``os.urandom`` 4 KiB at a time, per thread (threads never share bytes)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.pid = os.getpid()
+
+
+_random = _RandomPool()
+
+
 def new_uuid4() -> str:
-    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without building a UUID object."""
-    raw = bytearray(os.urandom(16))
+    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without building a UUID object.
+
+    One system call per 256 ids instead of one per id. A forked child never reuses its parent's
+    pooled bytes (the pool is refilled when the process id changed).
+    """
+    pool = _random
+    if len(pool.data) < 16 or pool.pid != os.getpid():
+        pool.data = bytearray(os.urandom(4096))
+        pool.pid = os.getpid()
+    raw = pool.data[-16:]
+    del pool.data[-16:]
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
@@ -229,13 +251,13 @@ class OperatorCore:
     ) -> Tuple[List[Submission], List[PreparedTask]]:
         submissions: List[Submission] = []
         prepared: List[PreparedTask] = []
-        if not isinstance(tasks, Sequence) or isinstance(tasks, (str, bytes)):
+        if not isinstance(tasks, abc.Sequence) or isinstance(tasks, (str, bytes)):
             raise InvalidTaskInputError(
                 f"tasks must be a list of (input_artifacts, options), not {type(tasks).__name__}"
             )
         for index, spec in enumerate(tasks):
             try:
-                if not isinstance(spec, Sequence) or isinstance(spec, (str, bytes)) or len(spec) != 2:
+                if not isinstance(spec, abc.Sequence) or isinstance(spec, (str, bytes)) or len(spec) != 2:
                     raise InvalidTaskInputError(f"tasks[{index}] must be a pair (input_artifacts, options)")
                 task = self.prepare(spec[0], spec[1], **controls)
             except OperatorError as exc:

@@ -12,29 +12,35 @@ from typing import Any, Dict, Optional, Tuple
 
 __all__ = ("end_task_span", "start_task_span")
 
-_AVAILABLE: Optional[bool] = None
+_UNKNOWN: Any = object()
+_trace: Any = _UNKNOWN  # the opentelemetry.trace module once looked up; None when not installed
 
 
-def _available() -> bool:
-    global _AVAILABLE
-    if _AVAILABLE is None:
+def _trace_module() -> Any:
+    global _trace
+    if _trace is _UNKNOWN:
         import importlib.util
 
         try:
-            _AVAILABLE = importlib.util.find_spec("opentelemetry.trace") is not None
+            found = importlib.util.find_spec("opentelemetry.trace") is not None
         except (ImportError, ValueError):
-            _AVAILABLE = False
-    return _AVAILABLE
+            found = False
+        if found:
+            from opentelemetry import trace
+
+            _trace = trace
+        else:
+            _trace = None
+    return _trace
 
 
 def start_task_span(operator: str, version: str, task_id: str, queue: str) -> Optional[Tuple[Any, Dict[str, str]]]:
     """``(span, carrier)`` when a trace is active, else None (and no work done)."""
-    if not _available():
+    trace = _trace_module()
+    if trace is None or not trace.get_current_span().get_span_context().is_valid:
         return None
-    from opentelemetry import propagate, trace
+    from opentelemetry import propagate
 
-    if not trace.get_current_span().get_span_context().is_valid:
-        return None
     tracer = trace.get_tracer("sandai_operator_client")
     span = tracer.start_span(
         "sandai.operator.submit",

@@ -35,6 +35,10 @@ class TaskMessage:
     body: bytes
     content_type: str
     content_encoding: str
+    shape: Optional[Tuple[Any, ...]] = None
+    """The encoding arguments shared by every message of one kind: messages of equal shape differ only in
+    the task id, ``argsrepr``, ``kwargsrepr`` and body (None: extra headers make the message one of a kind).
+    Lets transports reuse one template per shape; a message is never modified after it was encoded."""
 
 
 def operator_task_name(operator_name: str, operator_version: str) -> str:
@@ -114,6 +118,8 @@ def encode_task_message(
         body=body,
         content_type=content_type,
         content_encoding=content_encoding,
+        shape=None if extra_headers else (task_name, serializer, origin, reply_to, priority, tuple(time_limit),
+                                          ignore_result),
     )
 
 

@@ -9,7 +9,8 @@ The operator answers through a SUCCESS record whose result is the envelope
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
+from collections import abc
+from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
 
 from ..errors import (
     InvalidResultFormatError,
@@ -42,11 +43,11 @@ PROBE_OPTIONS: Dict[str, Any] = {"test": True}
 
 def validate_artifacts(artifacts: Any) -> List[Dict[str, Any]]:
     """Check ``input_artifacts``: a list of dicts, each with a string ``uri``."""
-    if isinstance(artifacts, (str, bytes)) or not isinstance(artifacts, Sequence):
+    if isinstance(artifacts, (str, bytes)) or not isinstance(artifacts, abc.Sequence):
         raise InvalidTaskInputError(f"input_artifacts must be a list of dicts, not {type(artifacts).__name__}")
     checked = []
     for i, artifact in enumerate(artifacts):
-        if not isinstance(artifact, Mapping):
+        if not isinstance(artifact, abc.Mapping):
             raise InvalidTaskInputError(f"input_artifacts[{i}] must be a dict, not {type(artifact).__name__}")
         uri = artifact.get("uri")
         if not isinstance(uri, str) or not uri:
@@ -57,7 +58,7 @@ def validate_artifacts(artifacts: Any) -> List[Dict[str, Any]]:
 
 def validate_options(options: Any) -> Dict[str, Any]:
     """Check ``options``: a dict with string keys."""
-    if not isinstance(options, Mapping):
+    if not isinstance(options, abc.Mapping):
         raise InvalidTaskInputError(f"options must be a dict, not {type(options).__name__}")
     for key in options:
         if not isinstance(key, str):
@@ -98,7 +99,7 @@ def envelope_from_record(task_id: str, record: ResultRecord) -> Any:
     if record.status == "SUCCESS":
         return record.result
     if record.status == "FAILURE":
-        exc = record.result if isinstance(record.result, Mapping) else {}
+        exc = record.result if isinstance(record.result, abc.Mapping) else {}
         exc_type = str(exc.get("exc_type") or "Exception")
         raw_message = exc.get("exc_message")
         if isinstance(raw_message, (list, tuple)):
@@ -119,7 +120,7 @@ def envelope_from_record(task_id: str, record: ResultRecord) -> Any:
 
 
 def _normalize_error_info(error_info: Any) -> Tuple[str, str, Dict[str, Any]]:
-    if not isinstance(error_info, Mapping):
+    if not isinstance(error_info, abc.Mapping):
         return "UnknownError", str(error_info) if error_info else "Unknown error", {}
     details = error_info.get("error_details") or {}
     if not isinstance(details, dict):
@@ -144,7 +145,7 @@ def raise_task_error(task_id: str, error_info: Any) -> NoReturn:
 
 
 def _checked_status(task_id: str, result: Any) -> Mapping[str, Any]:
-    if not isinstance(result, Mapping):
+    if not isinstance(result, abc.Mapping):
         raise InvalidResultFormatError(task_id, result)
     status = result.get("status", "unknown")
     if status == "error":
@@ -176,7 +177,7 @@ def parse_desc_result(task_id: str, result: Any) -> OperatorDescription:
 
 def inspect_probe_result(result: Any) -> Tuple[bool, Optional[str]]:
     """``(response_ok, error)``: an operator envelope of either status proves the operator answered."""
-    if not isinstance(result, Mapping):
+    if not isinstance(result, abc.Mapping):
         return False, f"Invalid result format: {type(result)!r}"
     status = result.get("status")
     if status == "success":

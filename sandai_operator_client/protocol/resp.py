@@ -90,36 +90,52 @@ class RespReader:
         return value  # type: ignore[has-type]
 
     def _parse(self, pos: int) -> object:
+        # Flat on purpose: pub/sub traffic is arrays of bulk strings, parsed here without recursion.
         buf = self._buf
         end = buf.find(b"\r\n", pos)
         if end < 0:
             return NEED_DATA
         kind = buf[pos]
-        line = bytes(buf[pos + 1 : end])
         nxt = end + 2
-        if kind == 0x24:  # $ bulk string
-            n = int(line)
-            if n < 0:
-                return None, nxt
-            if len(buf) < nxt + n + 2:
-                return NEED_DATA
-            return bytes(buf[nxt : nxt + n]), nxt + n + 2
         if kind == 0x2A:  # * array
-            n = int(line)
+            n = int(buf[pos + 1 : end])
             if n < 0:
                 return None, nxt
             items: List[object] = []
+            size = len(buf)
             for _ in range(n):
+                if nxt < size and buf[nxt] == 0x24:  # a bulk string element, inline
+                    end = buf.find(b"\r\n", nxt)
+                    if end < 0:
+                        return NEED_DATA
+                    length = int(buf[nxt + 1 : end])
+                    if length < 0:
+                        items.append(None)
+                        nxt = end + 2
+                        continue
+                    start = end + 2
+                    nxt = start + length + 2
+                    if size < nxt:
+                        return NEED_DATA
+                    items.append(bytes(buf[start : start + length]))
+                    continue
                 result = self._parse(nxt)
                 if result is NEED_DATA:
                     return NEED_DATA
                 item, nxt = result  # type: ignore[misc]
                 items.append(item)  # type: ignore[has-type]
             return items, nxt
+        if kind == 0x24:  # $ bulk string
+            n = int(buf[pos + 1 : end])
+            if n < 0:
+                return None, nxt
+            if len(buf) < nxt + n + 2:
+                return NEED_DATA
+            return bytes(buf[nxt : nxt + n]), nxt + n + 2
         if kind == 0x3A:  # : integer
-            return int(line), nxt
+            return int(buf[pos + 1 : end]), nxt
         if kind == 0x2B:  # + simple string
-            return line.decode(), nxt
+            return buf[pos + 1 : end].decode(), nxt
         if kind == 0x2D:  # - error
-            return RespError(line.decode(errors="replace")), nxt
+            return RespError(buf[pos + 1 : end].decode(errors="replace")), nxt
         raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")

@@ -7,8 +7,9 @@ byte). The operator SDK SETEXes and PUBLISHes the same bytes on the channel name
 
 from __future__ import annotations
 
+from collections import abc
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Optional
 
 from .serialization import SERIALIZERS, DecodeError, dumps, loads, sniff_serializer
 
@@ -58,7 +59,7 @@ def task_id_from_key(key: str) -> str:
 def decode_result_record(raw: bytes, accept: Iterable[str] = SERIALIZERS) -> ResultRecord:
     """Decode a record; raises :class:`~.serialization.DecodeError` for anything that is not one."""
     value = loads(raw, sniff_serializer(raw), accept)
-    if not isinstance(value, Mapping):
+    if not isinstance(value, abc.Mapping):
         raise DecodeError(f"a result record is a map, not {type(value).__name__}")
     status = value.get("status")
     if not isinstance(status, str):
