@@ -21,7 +21,14 @@ from sandai_operator_client.protocol.kombu_redis import (
     priority_list_names,
 )
 from sandai_operator_client.protocol.operator import build_task_payload, inspect_probe_result, parse_task_result
-from sandai_operator_client.protocol.resp import NEED_DATA, RespError, RespProtocolError, RespReader, encode_command
+from sandai_operator_client.protocol.resp import (
+    NEED_DATA,
+    Push,
+    RespError,
+    RespProtocolError,
+    RespReader,
+    encode_command,
+)
 from sandai_operator_client.protocol.results import decode_result_record, encode_result_record
 from sandai_operator_client.protocol.serialization import DecodeError, EncodeError, dumps, loads
 
@@ -56,6 +63,20 @@ RESP_CASES = [
     (b"*0\r\n", []),
     (b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$4\r\ndata\r\n", [b"message", b"ch", b"data"]),
     (b"*2\r\n*1\r\n:1\r\n$0\r\n\r\n", [[1], b""]),
+    # RESP3 (after HELLO 3)
+    (b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$4\r\ndata\r\n", [b"message", b"ch", b"data"]),
+    (b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", [b"subscribe", b"ch", 1]),
+    (b"%2\r\n$5\r\nproto\r\n:3\r\n+mode\r\n+standalone\r\n", {"proto": 3, "mode": "standalone"}),
+    (b"_\r\n", None),
+    (b"#t\r\n", True),
+    (b"#f\r\n", False),
+    (b",1.5\r\n", 1.5),
+    (b"(3492890328409238509324850943850943825024385\r\n", 3492890328409238509324850943850943825024385),
+    (b"=15\r\ntxt:Some string\r\n", b"Some string"),
+    (b"!21\r\nSYNTAX invalid syntax\r\n", RespError("SYNTAX invalid syntax")),
+    (b"~2\r\n:1\r\n:2\r\n", [1, 2]),
+    (b"|1\r\n+key-popularity\r\n,0.19\r\n:7\r\n", 7),
+    (b"*2\r\n_\r\n$1\r\nx\r\n", [None, b"x"]),
 ]
 
 
@@ -69,6 +90,15 @@ def test_resp_reader_golden(wire: bytes, value: Any) -> None:
     reader.feed(wire[-1:])
     assert reader.next_reply() == value
     assert reader.next_reply() is NEED_DATA
+
+
+def test_resp3_pushes_are_told_apart_from_replies() -> None:
+    reader = RespReader()
+    reader.feed(b">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n:1\r\n*1\r\n:1\r\n")
+    push, reply, array = reader.next_reply(), reader.next_reply(), reader.next_reply()
+    assert isinstance(push, Push) and push == [b"subscribe", b"c", 1]
+    assert reply == 1
+    assert array == [1] and not isinstance(array, Push)
 
 
 def test_resp_pipeline_and_garbage() -> None:

@@ -66,18 +66,47 @@ class RedisPublisher:
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
         """One LPUSH per task, all in one pipeline."""
-        encode = self._envelopes.encode
-        envelopes = [encode(t.message, queue=t.queue, delivery_tag=t.delivery_tag) for t in tasks]
-        commands: List[Tuple[object, ...]] = [
-            ("LPUSH", priority_list_name(t.queue, 0), envelope) for t, envelope in zip(tasks, envelopes)
-        ]
+        commands, envelopes = self.lpush_commands(tasks)
         try:
             replies = await self._commands.execute_many(commands)
         except ConnectionLost as exc:
             if not exc.maybe_sent:
                 raise
             return await self._settle(tasks, envelopes, exc)
-        return [reply.message if isinstance(reply, RespError) else None for reply in replies]
+        return await self.outcome(tasks, envelopes, replies)
+
+    def lpush_commands(self, tasks: Sequence[PreparedTask]) -> Tuple[List[Tuple[object, ...]], List[bytes]]:
+        """The LPUSH of each task, and the envelope each pushes (to settle it if its connection fails)."""
+        encode = self._envelopes.encode
+        envelopes = [encode(t.message, queue=t.queue, delivery_tag=t.delivery_tag) for t in tasks]
+        commands: List[Tuple[object, ...]] = [
+            ("LPUSH", priority_list_name(t.queue, 0), envelope) for t, envelope in zip(tasks, envelopes)
+        ]
+        return commands, envelopes
+
+    async def outcome(self, tasks: Sequence[PreparedTask], envelopes: List[bytes], replies: Sequence[object]
+                      ) -> List[Optional[str]]:
+        """Per task, None when its LPUSH reply says published, else why not.
+
+        ``replies`` may come from any connection (the result hub carries LPUSHes too); a
+        ``ConnectionLost`` in place of a reply is settled when the command may have been sent.
+        """
+        reasons: List[Optional[str]] = []
+        unknown: List[int] = []
+        for i, reply in enumerate(replies):
+            if isinstance(reply, ConnectionLost):
+                if reply.maybe_sent:
+                    unknown.append(i)
+                reasons.append(f"{reply}")
+            else:
+                reasons.append(reply.message if isinstance(reply, RespError) else None)
+        if unknown:
+            lost = replies[unknown[0]]
+            assert isinstance(lost, ConnectionLost)
+            settled = await self._settle([tasks[i] for i in unknown], [envelopes[i] for i in unknown], lost)
+            for i, reason in zip(unknown, settled):
+                reasons[i] = reason
+        return reasons
 
     async def _settle(self, tasks: Sequence[PreparedTask], envelopes: List[bytes], lost: ConnectionLost
                       ) -> List[Optional[str]]:

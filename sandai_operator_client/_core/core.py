@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections import abc
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import anyio
@@ -129,6 +129,11 @@ class OperatorCore:
             reconnect_timeout=reconnect_timeout,
         )
         self._publisher = self._make_publisher(config.broker_url)
+        # Broker and backend on the same Redis database: a call's LPUSH can ride with its SUBSCRIBE on the
+        # hub's connection (when that speaks RESP3), one write instead of two round trips.
+        self._lpush_on_hub: Optional[RedisPublisher] = None
+        if isinstance(self._publisher, RedisPublisher) and parse_redis_url(config.broker_url) == self._results.address:
+            self._lpush_on_hub = self._publisher
         self._origin = f"gen{os.getpid()}@{socket.gethostname()}"
         self._reply_to = new_uuid4()
         self._desc: Optional[Dict[str, Any]] = None
@@ -219,9 +224,16 @@ class OperatorCore:
         if not tasks:
             return []
         try:
-            reasons = await self._publisher.publish(tasks)
+            reasons: Union[List[Optional[str]], ConnectionLost] = await self._publisher.publish(tasks)
         except ConnectionLost as exc:
-            errors: List[Optional[Exception]] = [self._connection_error(exc)] * len(tasks)
+            reasons = exc
+        return self._published(tasks, reasons)
+
+    def _published(self, tasks: Sequence[PreparedTask], reasons: Union[List[Optional[str]], ConnectionLost]
+                   ) -> List[Optional[Exception]]:
+        """Per task, None or the error that kept it from the queue; ends the tasks' spans."""
+        if isinstance(reasons, ConnectionLost):
+            errors: List[Optional[Exception]] = [self._connection_error(reasons)] * len(tasks)
         else:
             errors = [None if r is None else self._connection_error(f"could not publish: {r}") for r in reasons]
         for task, error in zip(tasks, errors):
@@ -233,6 +245,23 @@ class OperatorCore:
             logging.getLogger("sandai_operator_client").debug(
                 "published %d of %d task(s)", errors.count(None), len(tasks))
         return errors
+
+    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[Tuple[List[Any], List[bytes]]]:
+        """The LPUSHes (and envelopes) a watch can carry for ``tasks``; None when they go the usual way."""
+        if self._lpush_on_hub is None or not await self._hub.carries_commands():
+            return None
+        return self._lpush_on_hub.lpush_commands(tasks)
+
+    async def _carried(self, tasks: Sequence[PreparedTask], envelopes: List[bytes], replies: Sequence[object]
+                       ) -> List[Optional[Exception]]:
+        """:meth:`publish`'s answer for LPUSHes a watch carried, from their replies."""
+        assert self._lpush_on_hub is not None
+        try:
+            reasons: Union[List[Optional[str]], ConnectionLost] = await self._lpush_on_hub.outcome(
+                tasks, envelopes, replies)
+        except ConnectionLost as exc:
+            reasons = exc
+        return self._published(tasks, reasons)
 
     async def publish_one(self, task: PreparedTask) -> None:
         """Publish one task; raises the ``OperatorConnectionError`` that kept it from the queue."""
@@ -312,22 +341,33 @@ class OperatorCore:
     async def _call(self, task: PreparedTask, timeout: float, published: Optional[List[str]] = None) -> Any:
         """Publish and wait: subscribe (confirmed, so no GET is needed), publish, wait for the PUBLISH.
 
+        On a RESP3 hub connection to the broker's own database, the LPUSH rides in the SUBSCRIBE's
+        write: the server orders them, so no confirmation has to be awaited first.
+
         ``published`` (when given) receives the task id once the task is on the queue.
         """
         self._check_open()
         sent = False
         try:
-            async with self._hub.watch([task.task_id], fetch_existing=False) as watch:
-                await self.publish_one(task)
-                sent = True
-                if published is not None:
-                    published.append(task.task_id)
-                await self._wait(watch, timeout)
+            carried = await self._lpush_with_watch([task])
+            async with self._hub.watch([task.task_id], fetch_existing=False,
+                                       commands=None if carried is None else carried[0]) as watch:
+                try:
+                    if carried is None:
+                        await self.publish_one(task)
+                    else:
+                        (error,) = await self._carried([task], carried[1], watch.replies)
+                        if error is not None:
+                            raise error
+                    sent = True
+                    if published is not None:
+                        published.append(task.task_id)
+                    await self._wait(watch, timeout)
+                finally:
+                    if sent:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
+                        await self._forget_later([task.task_id])
         except ConnectionLost as exc:
             raise self._connection_error(exc) from None
-        finally:
-            if sent:
-                await self._forget_later([task.task_id])
         return self._outcome_envelope(task.task_id, watch, timeout)
 
     async def sync(self, input_artifacts: Any, options: Any, *, timeout: Optional[float] = None,
@@ -382,7 +422,12 @@ class OperatorCore:
 
         if prepared:
             try:
-                async with self._hub.watch([t.task_id for t in prepared], while_subscribing=publish) as watch:
+                carried = await self._lpush_with_watch(prepared)
+                async with self._hub.watch([t.task_id for t in prepared],
+                                           while_subscribing=publish if carried is None else None,
+                                           commands=None if carried is None else carried[0]) as watch:
+                    if carried is not None:
+                        errors[:] = await self._carried(prepared, carried[1], watch.replies)
                     published = errors.count(None)
                     if published:  # tasks that never went out have no result to wait for
                         await self._wait(watch, budget, published)
@@ -411,11 +456,20 @@ class OperatorCore:
 
     # ------------------------------------------------------------------ result keys
     async def _forget_later(self, task_ids: Sequence[str]) -> None:
-        """Delete consumed result keys, riding along with the next pipeline (or now, once enough wait)."""
-        if self.config.auto_forget_result and task_ids and not self._closed:
-            self._results.defer("DEL", *[result_key(t) for t in task_ids])
-            if self._results.deferred_backlog >= self._results.DEFER_LIMIT:
-                await self._results.flush_deferred()
+        """Delete consumed result keys without a round trip of their own.
+
+        On a RESP3 hub connection the DEL rides with the hub's next write (the watch's UNSUBSCRIBE);
+        otherwise with the command channel's next pipeline, or now once ``DEFER_LIMIT`` keys wait (and
+        no pipeline is already going out, which will be followed by another soon enough).
+        """
+        if not self.config.auto_forget_result or not task_ids or self._closed:
+            return
+        keys = [result_key(t) for t in task_ids]
+        if self._hub.forget(keys):
+            return
+        self._results.defer("DEL", *keys)
+        if self._results.deferred_backlog >= self._results.DEFER_LIMIT and not self._results.busy:
+            await self._results.flush_deferred()
 
     async def forget(self, task_id: str) -> None:
         """Delete the task's result record."""

@@ -116,6 +116,12 @@ def parse_redis_url(url: str) -> RedisAddress:
         raise ValueError(f"invalid Redis URL: {exc}") from None
 
 
+def _hello_unknown(reply: RespError) -> bool:
+    # Redis < 6 does not know HELLO; a server may also refuse protocol 3 (NOPROTO): both mean RESP2.
+    message = reply.message.upper()
+    return message.startswith("NOPROTO") or "UNKNOWN COMMAND" in message
+
+
 class RedisConnection:
     """One connection: send encoded commands, read replies. Not shared without a lock or a channel."""
 
@@ -123,10 +129,15 @@ class RedisConnection:
         self._stream = stream
         self._reader = RespReader()
         self.address = address
+        self.resp3 = False  # the server switched to RESP3 (HELLO 3): commands work while subscribed
 
     @classmethod
-    async def open(cls, address: RedisAddress, timeout: float) -> RedisConnection:
-        """Connect, authenticate and select the database within ``timeout`` seconds."""
+    async def open(cls, address: RedisAddress, timeout: float, *, resp3: bool = False) -> RedisConnection:
+        """Connect, authenticate and select the database within ``timeout`` seconds.
+
+        ``resp3``: ask for RESP3 (``HELLO 3``, Redis >= 6); a server that does not know it keeps RESP2
+        (``conn.resp3`` tells which one was agreed).
+        """
         try:
             with anyio.fail_after(timeout):
                 stream: ByteStream
@@ -138,7 +149,16 @@ class RedisConnection:
                     stream = await connect_socket(address.host, address.port, address.path)
                 conn = cls(stream, address)
                 setup: List[Command] = []
-                if address.password is not None:
+                if resp3:
+                    hello: Command = ("HELLO", 3)
+                    if address.password is not None:  # HELLO authenticates too
+                        hello += ("AUTH", address.username or "default", address.password)
+                    (reply,) = await conn.request([hello])
+                    if isinstance(reply, RespError) and not _hello_unknown(reply):
+                        await conn.aclose()
+                        raise ConnectionLost(f"{address.describe()} refused the connection: {reply.message}")
+                    conn.resp3 = not isinstance(reply, RespError)
+                if address.password is not None and not conn.resp3:
                     setup.append(
                         ("AUTH", address.username, address.password) if address.username else ("AUTH", address.password)
                     )
@@ -211,6 +231,11 @@ class CommandChannel:
         followed by silence leaves little behind.
         """
         self._deferred.append(args)
+
+    @property
+    def busy(self) -> bool:
+        """A pipeline is going out (or handed on to a queued caller)."""
+        return self._pipeline.busy
 
     @property
     def deferred_backlog(self) -> int:

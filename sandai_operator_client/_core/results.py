@@ -11,18 +11,37 @@ cancelled) it wakes one waiting follower to take over. Bytes already read stay b
 connection, so a reader cancelled mid-read loses nothing. On a dropped connection the reader reconnects
 with backoff, re-SUBSCRIBEs every watched channel, then MGETs their keys: results published meanwhile
 are in the keys (Celery SETEXes before it PUBLISHes), so nothing awaited is lost.
+
+On a RESP3 connection (``HELLO 3``, Redis >= 6) a watch can carry commands (the LPUSH of its tasks) in
+the same write as its SUBSCRIBE: the server runs them in order, so the subscription is in place before
+the task exists and neither a confirmation round trip nor a look at the keys is needed. Their replies
+(told apart from pub/sub pushes by RESP3) are matched to the watch in the order the commands were sent;
+when the connection fails they become ``ConnectionLost`` (``maybe_sent`` says whether they went out).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable, Deque, Dict, Iterable, List, Optional, Set, Union
+from typing import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 import anyio
 
 from ..errors import ResultDecodeError
-from ..protocol.resp import encode_command
+from ..protocol.resp import Push, encode_command, encode_commands
 from ..protocol.results import ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
@@ -35,14 +54,19 @@ _MGET_CHUNK = 1000
 
 
 class Watch:
-    """One caller's interest in some task ids. ``arrived`` lists ids in completion order."""
+    """One caller's interest in some task ids. ``arrived`` lists ids in completion order.
 
-    __slots__ = ("arrived", "channels", "outcomes", "wake")
+    ``replies`` holds the replies to the commands carried with the subscription, in order (a
+    ``ConnectionLost`` for each command whose connection failed).
+    """
+
+    __slots__ = ("arrived", "channels", "outcomes", "replies", "wake")
 
     def __init__(self, task_ids: Iterable[str]) -> None:
         self.channels: Dict[str, str] = {result_key(t): t for t in task_ids}
         self.outcomes: Dict[str, Outcome] = {}
         self.arrived: Deque[str] = deque()
+        self.replies: List[object] = []
         self.wake = anyio.Event()
 
     def _deliver(self, channel: str, outcome: Outcome) -> None:
@@ -53,7 +77,40 @@ class Watch:
             self.wake.set()
 
 
-def _all_set(events: List[anyio.Event]) -> Callable[[], bool]:
+class _Expected:
+    """Replies a watch expects for the commands it carried (they arrive in the order they were sent)."""
+
+    __slots__ = ("count", "received", "watch")
+
+    def __init__(self, watch: Optional[Watch], count: int) -> None:
+        self.watch = watch  # None: nobody waits for the replies (clean-up commands)
+        self.count = count
+        self.received = 0
+
+    def fail(self, exc: ConnectionLost) -> None:
+        missing, self.received = self.count - self.received, self.count
+        if self.watch is not None:
+            self.watch.replies.extend([exc] * missing)
+            self.watch.wake.set()
+
+
+class _Confirmation:
+    """A SUBSCRIBE confirmation that arrived or not. Waiting is done on the watches' own wake events
+    (the reader wakes a channel's watchers when its confirmation comes), so a plain flag suffices."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def set(self) -> None:
+        self.done = True
+
+    def is_set(self) -> bool:
+        return self.done
+
+
+def _all_set(events: List[_Confirmation]) -> Callable[[], bool]:
     """A check that all ``events`` are set, resuming where it stopped: O(n) over every call, not O(n) each.
 
     Checked after every reply while a batch subscribes, so re-scanning all its confirmations each time
@@ -91,11 +148,15 @@ class ResultHub:
         self._reconnect_timeout = reconnect_timeout
         self._conn: Optional[RedisConnection] = None
         self._connect_lock = anyio.Lock()
-        self._outbox: List[bytes] = []  # (UN)SUBSCRIBE commands waiting to be sent together
+        self._outbox: List[bytes] = []  # (UN)SUBSCRIBE and carried commands waiting to be sent together
+        self._outbox_expected: List[_Expected] = []  # replies the carried commands in the outbox will get
+        self._expected: Deque[_Expected] = deque()  # replies due on the connection, in order
+        self._connected_once = False
+        self._forget: List[str] = []  # consumed result keys to DEL with the next write
         self._send_pending = False
         self._watchers: Dict[str, Set[Watch]] = {}
-        self._acks: Dict[str, Deque[anyio.Event]] = {}  # SUBSCRIBE confirmations expected, in order
-        self._confirmed: Dict[str, anyio.Event] = {}  # latest confirmation per watched channel
+        self._acks: Dict[str, Deque[_Confirmation]] = {}  # SUBSCRIBE confirmations expected, in order
+        self._confirmed: Dict[str, _Confirmation] = {}  # latest confirmation per watched channel
         self._broken: Optional[RedisConnection] = None  # dropped, closed by the next reconnect
         self._reader: Optional[Watch] = None
         self._idle: Set[Watch] = set()
@@ -120,30 +181,55 @@ class ResultHub:
         *,
         fetch_existing: bool = True,
         while_subscribing: Optional[Callable[[], Awaitable[None]]] = None,
+        commands: Optional[Sequence[Tuple[object, ...]]] = None,
     ) -> AsyncIterator[Watch]:
         """Subscribe to the ids' results for the duration of the block.
 
         ``fetch_existing``: also look for records written before the subscription took effect (needed
         whenever the task may have been published before this call). ``while_subscribing`` runs after
         the SUBSCRIBE is written and before its confirmation is awaited, so publishing overlaps the
-        subscription round trip; the keys are then always fetched once. Raises ``ConnectionLost`` when
-        the backend cannot be reached.
+        subscription round trip; the keys are then always fetched once. ``commands`` (only when
+        :meth:`carries_commands`) go out in the same write, after the SUBSCRIBE; the block starts once
+        their replies are in ``watch.replies``. Raises ``ConnectionLost`` when the backend cannot be
+        reached.
         """
         watch = Watch(task_ids)
         for channel in watch.channels:
             self._watchers.setdefault(channel, set()).add(watch)
         try:
-            await self._subscribe([c for c in watch.channels if c not in self._confirmed])
-            if while_subscribing is not None:
-                await while_subscribing()
-                fetch_existing = True
-            await self._drive(watch, _all_set([self._confirmed[c] for c in watch.channels if c in self._confirmed]))
-            if fetch_existing:
-                await self._fetch([c for c, t in watch.channels.items() if t not in watch.outcomes])
+            if commands:
+                conn = await self._connection()
+                if not conn.resp3:
+                    raise ConnectionLost("this connection cannot carry commands (RESP2)")
+                await self._subscribe([c for c in watch.channels if c not in self._confirmed],
+                                      carry=(encode_commands(commands), _Expected(watch, len(commands))))  # type: ignore[arg-type]
+                await self._drive(watch, lambda: len(watch.replies) >= len(commands))
+            else:
+                await self._subscribe([c for c in watch.channels if c not in self._confirmed])
+                if while_subscribing is not None:
+                    await while_subscribing()
+                    fetch_existing = True
+                await self._drive(watch, _all_set([self._confirmed[c] for c in watch.channels
+                                                   if c in self._confirmed]))
+                if fetch_existing:
+                    await self._fetch([c for c, t in watch.channels.items() if t not in watch.outcomes])
             yield watch
         finally:
             with anyio.CancelScope(shield=True):
                 await self._release(watch)
+
+    def forget(self, keys: Sequence[str]) -> bool:
+        """Queue ``DEL keys`` to ride with the next write (an UNSUBSCRIBE or a SUBSCRIBE, which every
+        watch sends); False, and nothing queued, when the connection cannot carry commands."""
+        conn = self._conn
+        if conn is None or not conn.resp3 or not keys:
+            return False
+        self._forget.extend(keys)  # one DEL for all of them, at the end of the next write
+        return True
+
+    async def carries_commands(self) -> bool:
+        """Whether watches can carry commands (connects first; a RESP3 connection can)."""
+        return (await self._connection()).resp3
 
     async def wait(self, watch: Watch, count: Optional[int] = None) -> None:
         """Return once ``count`` ids (default: all) of ``watch`` have an outcome."""
@@ -156,6 +242,14 @@ class ResultHub:
         self._fail_all(ConnectionLost("the client is closed"))
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            self._queue_forget()
+            if self._outbox:  # queued clean-up (unsubscribes, DELs of consumed results): best effort
+                data, self._outbox = b"".join(self._outbox), []
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    try:
+                        await conn.send(data)
+                    except ConnectionLost:
+                        pass
             await conn.aclose()
 
     # ------------------------------------------------------------------ connection
@@ -163,20 +257,29 @@ class ResultHub:
         if self._closed:
             raise ConnectionLost("the client is closed")
         if self._conn is None:
-            async with self._connect_lock:
+            if self._connected_once:  # a lost connection: re-subscribe everything watched, not just ours
+                await self._reconnect()
                 if self._conn is None:
-                    self._conn = await RedisConnection.open(self._address, self._connect_timeout)
+                    raise ConnectionLost(f"cannot reconnect to {self._address.describe()}")
+            else:
+                async with self._connect_lock:
+                    if self._conn is None:
+                        self._conn = await RedisConnection.open(self._address, self._connect_timeout, resp3=True)
+                        self._connected_once = True
         return self._conn
 
-    async def _write(self, data: bytes, *, now: bool = True) -> None:
-        """Queue a (UN)SUBSCRIBE and send the queue, coalescing concurrent writers into one send.
+    async def _write(self, data: bytes, *, now: bool = True, expected: Optional[_Expected] = None) -> None:
+        """Queue (UN)SUBSCRIBEs (and carried commands) and send the queue, coalescing concurrent writers.
 
         ``now=False`` leaves it queued to ride along with the next write (unsubscribes while other
         watches are active: a late message on an unwatched channel is simply ignored). When other
         watches are active, a writer yields once before sending so the other callers ready in the same
-        loop iteration add their commands to the same send.
+        loop iteration add their commands to the same send. ``expected``: the replies the queued
+        commands will get.
         """
         self._outbox.append(data)
+        if expected is not None:
+            self._outbox_expected.append(expected)
         if not now or self._send_pending:
             return  # the pending sender will take it along
         if len(self._watchers) > 1:
@@ -188,28 +291,54 @@ class ResultHub:
                 self._send_pending = False
         conn = self._conn
         if conn is None or not self._outbox:
-            return  # the reconnect re-subscribes everything watched
+            return  # the reconnect re-subscribes everything watched (and fails carried commands)
+        self._queue_forget()
         data, self._outbox = b"".join(self._outbox), []
+        if self._outbox_expected:  # due before the send starts: a reader may see replies before it ends
+            self._expected.extend(self._outbox_expected)
+            self._outbox_expected = []
         try:
             await conn.send(data)
         except ConnectionLost:
             self._drop(conn)
+
+    def _queue_forget(self) -> None:
+        if self._forget:  # last in the write, so last in the replies expected
+            self._outbox.append(encode_command("DEL", *self._forget))
+            self._outbox_expected.append(_Expected(None, 1))
+            self._forget = []
 
     def _drop(self, conn: RedisConnection) -> None:
         # The next reader sees no connection and reconnects; the socket is closed there.
         if self._conn is conn:
             self._conn = None
             self._broken = conn
+            self._fail_expected(ConnectionLost(f"lost connection to {self._address.describe()}"))
 
-    async def _subscribe(self, channels: List[str]) -> None:
-        if not channels:
+    def _fail_expected(self, sent: ConnectionLost) -> None:
+        """Carried commands will get no reply: maybe executed if they were sent, surely not if queued."""
+        sent.maybe_sent = True
+        expected, self._expected = self._expected, deque()
+        for entry in expected:
+            entry.fail(sent)
+        unsent = ConnectionLost(f"{sent}; the commands were not sent")
+        queued, self._outbox_expected = self._outbox_expected, []
+        for entry in queued:
+            entry.fail(unsent)
+
+    async def _subscribe(self, channels: List[str], carry: Optional[Tuple[bytes, _Expected]] = None) -> None:
+        if not channels and carry is None:
             return
         await self._connection()
         for channel in channels:
-            confirmed = anyio.Event()
+            confirmed = _Confirmation()
             self._acks.setdefault(channel, deque()).append(confirmed)
             self._confirmed[channel] = confirmed
-        await self._write(encode_command("SUBSCRIBE", *channels))
+        data = encode_command("SUBSCRIBE", *channels) if channels else b""
+        if carry is None:
+            await self._write(data)
+        else:
+            await self._write(data + carry[0], expected=carry[1])
 
     async def _release(self, watch: Watch) -> None:
         gone = []
@@ -244,7 +373,8 @@ class ResultHub:
                     finally:
                         self._reader = None
                 else:
-                    watch.wake = anyio.Event()
+                    if watch.wake.is_set():  # events cannot be cleared: a used one is replaced
+                        watch.wake = anyio.Event()
                     self._idle.add(watch)
                     try:
                         await watch.wake.wait()
@@ -268,6 +398,16 @@ class ResultHub:
         self._dispatch(reply)
 
     def _dispatch(self, reply: object) -> None:
+        if self._expected and not isinstance(reply, Push) and self._conn is not None and self._conn.resp3:
+            entry = self._expected[0]  # a reply to a carried command (pub/sub traffic comes as pushes)
+            entry.received += 1
+            if entry.watch is not None:
+                entry.watch.replies.append(reply)
+            if entry.received >= entry.count:
+                self._expected.popleft()
+                if entry.watch is not None:
+                    entry.watch.wake.set()
+            return
         if not isinstance(reply, list) or len(reply) < 3:
             return
         kind = reply[0]
@@ -322,7 +462,7 @@ class ResultHub:
             deadline = anyio.current_time() + self._reconnect_timeout
             while not self._closed:
                 try:
-                    conn = await RedisConnection.open(self._address, self._connect_timeout)
+                    conn = await RedisConnection.open(self._address, self._connect_timeout, resp3=True)
                     try:
                         await self._resubscribe(conn)
                         self._conn = conn
@@ -340,7 +480,8 @@ class ResultHub:
 
     async def _resubscribe(self, conn: RedisConnection) -> None:
         channels = list(self._watchers)
-        self._outbox = []  # superseded by the re-subscription
+        self._outbox = []  # superseded by the re-subscription; carried commands in it were never sent
+        self._fail_expected(ConnectionLost(f"lost connection to {self._address.describe()}"))
         stale, self._acks = self._acks, {}
         if channels:
             await conn.send(encode_command("SUBSCRIBE", *channels))
@@ -355,12 +496,13 @@ class ResultHub:
             for event in events:
                 event.set()
         for channel in channels:
-            self._confirmed.setdefault(channel, anyio.Event()).set()
+            self._confirmed.setdefault(channel, _Confirmation()).set()
         for watchers in self._watchers.values():
             for watch in watchers:
                 watch.wake.set()
 
-    def _fail_all(self, exc: Exception) -> None:
+    def _fail_all(self, exc: ConnectionLost) -> None:
+        self._fail_expected(ConnectionLost(str(exc)))
         for events in self._acks.values():
             for event in events:
                 event.set()

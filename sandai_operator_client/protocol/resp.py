@@ -1,7 +1,10 @@
-"""RESP2, the Redis wire protocol: command encoding and an incremental reply reader (sans-IO).
+"""RESP, the Redis wire protocol: command encoding and an incremental reply reader (sans-IO).
 
-Only what the client speaks is here: commands are arrays of bulk strings; replies are simple strings,
-errors, integers, bulk strings, arrays and nulls (RESP2, which every Redis >= 2 and every proxy speaks).
+Commands are arrays of bulk strings. The reader takes RESP2 replies (simple strings, errors, integers,
+bulk strings, arrays, nulls: what every Redis >= 2 and every proxy speaks) and the RESP3 types a
+connection gets after ``HELLO 3`` (Redis >= 6): out-of-band pushes (pub/sub messages and subscription
+confirmations, returned as :class:`Push` so a reader can tell them from command replies), maps, sets,
+nulls, booleans, doubles, big numbers, verbatim strings and blob errors; attributes are skipped.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, List, Union
 
-__all__ = ("NEED_DATA", "RespError", "RespProtocolError", "RespReader", "encode_command", "encode_commands")
+__all__ = ("NEED_DATA", "Push", "RespError", "RespProtocolError", "RespReader", "encode_command", "encode_commands")
 
 Arg = Union[bytes, str, int, float]
 
@@ -22,7 +25,11 @@ class RespError:
 
 
 class RespProtocolError(Exception):
-    """The server sent bytes that are not RESP2."""
+    """The server sent bytes that are not RESP."""
+
+
+class Push(list):  # type: ignore[type-arg]
+    """A RESP3 push (``>``): data the server sends on its own, not the reply to a command."""
 
 
 class _NeedData:
@@ -59,7 +66,7 @@ def encode_commands(commands: Iterable[Iterable[Arg]]) -> bytes:
 
 
 class RespReader:
-    """Incremental RESP2 reply parser: ``feed()`` bytes, then call ``next_reply()`` until ``NEED_DATA``."""
+    """Incremental RESP2/RESP3 reply parser: ``feed()`` bytes, then call ``next_reply()`` until ``NEED_DATA``."""
 
     __slots__ = ("_buf", "_pos")
 
@@ -97,11 +104,11 @@ class RespReader:
             return NEED_DATA
         kind = buf[pos]
         nxt = end + 2
-        if kind == 0x2A:  # * array
+        if kind == 0x2A or kind == 0x3E:  # * array, > push
             n = int(buf[pos + 1 : end])
             if n < 0:
                 return None, nxt
-            items: List[object] = []
+            items: List[object] = [] if kind == 0x2A else Push()
             size = len(buf)
             for _ in range(n):
                 if nxt < size and buf[nxt] == 0x24:  # a bulk string element, inline
@@ -125,17 +132,46 @@ class RespReader:
                 item, nxt = result  # type: ignore[misc]
                 items.append(item)  # type: ignore[has-type]
             return items, nxt
-        if kind == 0x24:  # $ bulk string
+        if kind == 0x24 or kind == 0x3D or kind == 0x21:  # $ bulk string, = verbatim string, ! blob error
             n = int(buf[pos + 1 : end])
             if n < 0:
                 return None, nxt
             if len(buf) < nxt + n + 2:
                 return NEED_DATA
-            return bytes(buf[nxt : nxt + n]), nxt + n + 2
-        if kind == 0x3A:  # : integer
+            data = bytes(buf[nxt : nxt + n])
+            if kind == 0x3D:
+                return data[4:], nxt + n + 2  # drop the "txt:" format prefix
+            if kind == 0x21:
+                return RespError(data.decode(errors="replace")), nxt + n + 2
+            return data, nxt + n + 2
+        if kind == 0x3A or kind == 0x28:  # : integer, ( big number
             return int(buf[pos + 1 : end]), nxt
         if kind == 0x2B:  # + simple string
             return buf[pos + 1 : end].decode(), nxt
         if kind == 0x2D:  # - error
             return RespError(buf[pos + 1 : end].decode(errors="replace")), nxt
+        if kind == 0x5F:  # _ null
+            return None, nxt
+        if kind == 0x23:  # # boolean
+            return buf[pos + 1 : end] == b"t", nxt
+        if kind == 0x2C:  # , double
+            return float(buf[pos + 1 : end]), nxt
+        if kind == 0x25 or kind == 0x7E or kind == 0x7C:  # % map, ~ set, | attribute
+            n = int(buf[pos + 1 : end])
+            values: List[object] = []
+            for _ in range(2 * n if kind != 0x7E else n):
+                result = self._parse(nxt)
+                if result is NEED_DATA:
+                    return NEED_DATA
+                value, nxt = result  # type: ignore[misc]
+                values.append(value)  # type: ignore[has-type]
+            if kind == 0x7E:
+                return values, nxt
+            if kind == 0x7C:  # attributes annotate the reply that follows: skip them
+                return self._parse(nxt)
+            return {_map_key(k): v for k, v in zip(values[::2], values[1::2])}, nxt
         raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
+
+
+def _map_key(key: object) -> object:
+    return key.decode(errors="replace") if isinstance(key, bytes) else key
