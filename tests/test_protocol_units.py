@@ -292,6 +292,6 @@ def test_templated_envelope_is_byte_identical(options: Any, task_id: str, tag: s
 
 def test_envelope_with_extra_headers_is_encoded_plainly() -> None:
     message = encode_task_message(task_id="i", task_name="t", kwargs={}, origin="o", extra_headers={"x": 1})
-    assert message.shape is None
+    assert not message.uniform
     assert RedisEnvelopeEncoder().encode(message, queue="q", delivery_tag="d") == encode_redis_envelope(
         message, queue="q", delivery_tag="d")

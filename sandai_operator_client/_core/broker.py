@@ -7,8 +7,7 @@ command channel, so concurrent submissions and whole batches go out as one pipel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 import anyio
 
@@ -22,8 +21,7 @@ from .redis import CommandChannel, ConnectionLost
 __all__ = ("PreparedTask", "Publisher", "RedisPublisher")
 
 
-@dataclass(frozen=True)
-class PreparedTask:
+class PreparedTask(NamedTuple):
     """A validated, encoded task ready to publish to ``queue``."""
 
     task_id: str

@@ -24,7 +24,7 @@ from ..errors import (
     ResultDecodeError,
     TaskTimeoutError,
 )
-from ..protocol.celery import encode_task_message
+from ..protocol.celery import TaskShape, encode_task
 from ..protocol.operator import (
     DESC_QUERY,
     PROBE_OPTIONS,
@@ -136,6 +136,7 @@ class OperatorCore:
             self._lpush_on_hub = self._publisher
         self._origin = f"gen{os.getpid()}@{socket.gethostname()}"
         self._reply_to = new_uuid4()
+        self._shape = TaskShape(config.task_name, self._origin, self._reply_to)  # what all our tasks share
         self._desc: Optional[Dict[str, Any]] = None
         self._desc_lock = anyio.Lock()
         self._closed = False
@@ -203,14 +204,8 @@ class OperatorCore:
         if traced is not None:
             payload = {**payload, "_tracing": traced[1]}
         try:
-            message = encode_task_message(
-                task_id=task_id,
-                task_name=self.config.task_name,
-                kwargs=payload,
-                serializer=self.config.celery.task_serializer,
-                origin=self._origin,
-                reply_to=self._reply_to,
-            )
+            message = encode_task(self._shape, task_id=task_id, kwargs=payload,
+                                  serializer=self.config.celery.task_serializer)
         except EncodeError as exc:
             if traced is not None:
                 end_task_span(traced[0], exc)
@@ -320,9 +315,10 @@ class OperatorCore:
             raise outcome
         return envelope_from_record(task_id, outcome)
 
-    async def _wait(self, watch: Watch, timeout: float, count: Optional[int] = None) -> None:
+    async def _wait(self, watch: Watch, timeout: float, count: Optional[int] = None, *,
+                    or_failed_command: bool = False) -> None:
         with anyio.move_on_after(max(timeout, 0)):
-            await self._hub.wait(watch, count)
+            await self._hub.wait(watch, count, or_failed_command=or_failed_command)
 
     async def get_result(self, task_id: str, timeout: Optional[float] = None) -> Any:
         """Wait for a published task's raw operator envelope (what Celery's ``AsyncResult.get`` returns).
@@ -350,19 +346,29 @@ class OperatorCore:
         sent = False
         try:
             carried = await self._lpush_with_watch([task])
-            async with self._hub.watch([task.task_id], fetch_existing=False,
+            async with self._hub.watch([task.task_id], fetch_existing=False, await_replies=False,
                                        commands=None if carried is None else carried[0]) as watch:
                 try:
                     if carried is None:
                         await self.publish_one(task)
+                        sent = True
+                        if published is not None:
+                            published.append(task.task_id)
+                        await self._wait(watch, timeout)
                     else:
-                        (error,) = await self._carried([task], carried[1], watch.replies)
-                        if error is not None:
-                            raise error
-                    sent = True
-                    if published is not None:
-                        published.append(task.task_id)
-                    await self._wait(watch, timeout)
+                        # the LPUSH reply precedes the result on the connection: one wait for both
+                        deadline = anyio.current_time() + timeout
+                        await self._wait(watch, timeout, or_failed_command=True)
+                        sent = True  # or its outcome is unknown (no reply in time): forget it all the same
+                        if watch.replies:
+                            (error,) = await self._carried([task], carried[1], watch.replies)
+                            if error is not None:
+                                sent = False
+                                raise error
+                            if published is not None:
+                                published.append(task.task_id)
+                            if task.task_id not in watch.outcomes:  # lost connection, but the task went out
+                                await self._wait(watch, deadline - anyio.current_time())
                 finally:
                     if sent:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         await self._forget_later([task.task_id])

@@ -41,7 +41,7 @@ from typing import (
 import anyio
 
 from ..errors import ResultDecodeError
-from ..protocol.resp import Push, encode_command, encode_commands
+from ..protocol.resp import Push, RespError, encode_command, encode_commands
 from ..protocol.results import ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
@@ -69,6 +69,10 @@ class Watch:
         self.replies: List[object] = []
         self.wake = anyio.Event()
 
+    def command_failed(self) -> bool:
+        """Whether a carried command got an error reply or lost its connection."""
+        return any(isinstance(reply, (RespError, ConnectionLost)) for reply in self.replies)
+
     def _deliver(self, channel: str, outcome: Outcome) -> None:
         task_id = self.channels.get(channel)
         if task_id is not None and task_id not in self.outcomes:
@@ -80,12 +84,13 @@ class Watch:
 class _Expected:
     """Replies a watch expects for the commands it carried (they arrive in the order they were sent)."""
 
-    __slots__ = ("count", "received", "watch")
+    __slots__ = ("count", "received", "wake_on_success", "watch")
 
-    def __init__(self, watch: Optional[Watch], count: int) -> None:
+    def __init__(self, watch: Optional[Watch], count: int, *, wake_on_success: bool = True) -> None:
         self.watch = watch  # None: nobody waits for the replies (clean-up commands)
         self.count = count
         self.received = 0
+        self.wake_on_success = wake_on_success  # False: wake the watch only when a command failed
 
     def fail(self, exc: ConnectionLost) -> None:
         missing, self.received = self.count - self.received, self.count
@@ -182,6 +187,7 @@ class ResultHub:
         fetch_existing: bool = True,
         while_subscribing: Optional[Callable[[], Awaitable[None]]] = None,
         commands: Optional[Sequence[Tuple[object, ...]]] = None,
+        await_replies: bool = True,
     ) -> AsyncIterator[Watch]:
         """Subscribe to the ids' results for the duration of the block.
 
@@ -190,8 +196,9 @@ class ResultHub:
         the SUBSCRIBE is written and before its confirmation is awaited, so publishing overlaps the
         subscription round trip; the keys are then always fetched once. ``commands`` (only when
         :meth:`carries_commands`) go out in the same write, after the SUBSCRIBE; the block starts once
-        their replies are in ``watch.replies``. Raises ``ConnectionLost`` when the backend cannot be
-        reached.
+        their replies are in ``watch.replies`` (``await_replies=False``: at once; wait with
+        ``wait(..., or_failed_command=True)``, the replies arrive before any result they lead to).
+        Raises ``ConnectionLost`` when the backend cannot be reached.
         """
         watch = Watch(task_ids)
         for channel in watch.channels:
@@ -201,9 +208,11 @@ class ResultHub:
                 conn = await self._connection()
                 if not conn.resp3:
                     raise ConnectionLost("this connection cannot carry commands (RESP2)")
+                expected = _Expected(watch, len(commands), wake_on_success=await_replies)
                 await self._subscribe([c for c in watch.channels if c not in self._confirmed],
-                                      carry=(encode_commands(commands), _Expected(watch, len(commands))))  # type: ignore[arg-type]
-                await self._drive(watch, lambda: len(watch.replies) >= len(commands))
+                                      carry=(encode_commands(commands), expected))  # type: ignore[arg-type]
+                if await_replies:
+                    await self._drive(watch, lambda: len(watch.replies) >= len(commands))
             else:
                 await self._subscribe([c for c in watch.channels if c not in self._confirmed])
                 if while_subscribing is not None:
@@ -231,10 +240,16 @@ class ResultHub:
         """Whether watches can carry commands (connects first; a RESP3 connection can)."""
         return (await self._connection()).resp3
 
-    async def wait(self, watch: Watch, count: Optional[int] = None) -> None:
-        """Return once ``count`` ids (default: all) of ``watch`` have an outcome."""
+    async def wait(self, watch: Watch, count: Optional[int] = None, *, or_failed_command: bool = False) -> None:
+        """Return once ``count`` ids (default: all) of ``watch`` have an outcome.
+
+        ``or_failed_command``: or once a command the watch carried failed (then no result will come).
+        """
         need = len(watch.channels) if count is None else min(count, len(watch.channels))
-        await self._drive(watch, lambda: len(watch.outcomes) >= need)
+        if or_failed_command:
+            await self._drive(watch, lambda: len(watch.outcomes) >= need or watch.command_failed())
+        else:
+            await self._drive(watch, lambda: len(watch.outcomes) >= need)
 
     async def aclose(self) -> None:
         """Close the connection and resolve every remaining watch with ``ConnectionLost``."""
@@ -405,7 +420,7 @@ class ResultHub:
                 entry.watch.replies.append(reply)
             if entry.received >= entry.count:
                 self._expected.popleft()
-                if entry.watch is not None:
+                if entry.watch is not None and (entry.wake_on_success or entry.watch.command_failed()):
                     entry.watch.wake.set()
             return
         if not isinstance(reply, list) or len(reply) < 3:

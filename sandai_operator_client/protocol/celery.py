@@ -8,15 +8,16 @@ as the golden captures in ``protocol_fixtures/`` show: the headers, the basic pr
 from __future__ import annotations
 
 import reprlib
-from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .serialization import DecodeError, content_type_of, dumps, loads
 
 __all__ = (
     "REPR_MAXSIZE",
     "TaskMessage",
+    "TaskShape",
     "decode_task_body",
+    "encode_task",
     "encode_task_message",
     "operator_task_name",
 )
@@ -25,20 +26,77 @@ REPR_MAXSIZE = 1024  # Celery's argsrepr_maxsize / kwargsrepr_maxsize
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-@dataclass(frozen=True)
-class TaskMessage:
-    """One encoded task: what any transport needs to publish it."""
+class TaskShape(NamedTuple):
+    """What every message of one kind shares: the encoding arguments other than the task itself."""
+
+    task_name: str
+    origin: str
+    reply_to: str = ""
+    priority: int = 0
+    time_limit: Tuple[Optional[float], Optional[float]] = (None, None)
+    ignore_result: Optional[bool] = None
+
+
+class TaskMessage(NamedTuple):
+    """One encoded task: what any transport needs to publish it.
+
+    Only what differs between tasks is stored (a client sends thousands that share one ``shape``);
+    ``headers`` and ``properties`` are built from it when a transport asks.
+    """
 
     task_id: str
-    headers: Dict[str, Any]
-    properties: Dict[str, Any]
     body: bytes
     content_type: str
     content_encoding: str
-    shape: Optional[Tuple[Any, ...]] = None
-    """The encoding arguments shared by every message of one kind: messages of equal shape differ only in
-    the task id, ``argsrepr``, ``kwargsrepr`` and body (None: extra headers make the message one of a kind).
-    Lets transports reuse one template per shape; a message is never modified after it was encoded."""
+    argsrepr: str
+    kwargsrepr: str
+    shape: TaskShape
+    extra_headers: Optional[Mapping[str, Any]] = None
+
+    @property
+    def headers(self) -> Dict[str, Any]:
+        """The Celery v2 message headers."""
+        shape = self.shape
+        headers: Dict[str, Any] = {
+            "lang": "py",
+            "task": shape.task_name,
+            "id": self.task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [shape.time_limit[0], shape.time_limit[1]],
+            "root_id": self.task_id,
+            "parent_id": None,
+            "argsrepr": self.argsrepr,
+            "kwargsrepr": self.kwargsrepr,
+            "origin": shape.origin,
+            "ignore_result": shape.ignore_result,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+        }
+        if self.extra_headers:
+            headers.update(self.extra_headers)
+        return headers
+
+    @property
+    def properties(self) -> Dict[str, Any]:
+        """The message properties (``correlation_id`` is the task id: the operator's client task id)."""
+        return {
+            "correlation_id": self.task_id,
+            "reply_to": self.shape.reply_to,
+            "delivery_mode": 2,
+            "priority": self.shape.priority,
+        }
+
+    @property
+    def uniform(self) -> bool:
+        """True when the message differs from others of its shape and content type only in task id,
+        reprs and body (no extra headers), so a transport may encode it from a template."""
+        return not self.extra_headers
 
 
 def operator_task_name(operator_name: str, operator_version: str) -> str:
@@ -80,46 +138,32 @@ def encode_task_message(
     ``task_id`` doubles as ``correlation_id`` (the operator's client task id) and ``root_id``.
     Raises :class:`~.serialization.EncodeError` when a value cannot be serialized.
     """
+    shape = TaskShape(task_name, origin, reply_to, priority, (time_limit[0], time_limit[1]), ignore_result)
+    return encode_task(shape, task_id=task_id, kwargs=kwargs, args=args, serializer=serializer,
+                       extra_headers=extra_headers)
+
+
+def encode_task(
+    shape: TaskShape,
+    *,
+    task_id: str,
+    kwargs: Mapping[str, Any],
+    args: Sequence[Any] = (),
+    serializer: str = "msgpack",
+    extra_headers: Optional[Mapping[str, Any]] = None,
+) -> TaskMessage:
+    """:func:`encode_task_message` for a sender that keeps one :class:`TaskShape` for all its tasks."""
     content_type, content_encoding = content_type_of(serializer)
     body = dumps([list(args), dict(kwargs), _EMBED], serializer)
-    headers: Dict[str, Any] = {
-        "lang": "py",
-        "task": task_name,
-        "id": task_id,
-        "shadow": None,
-        "eta": None,
-        "expires": None,
-        "group": None,
-        "group_index": None,
-        "retries": 0,
-        "timelimit": [time_limit[0], time_limit[1]],
-        "root_id": task_id,
-        "parent_id": None,
-        "argsrepr": _safe_repr(tuple(args)),
-        "kwargsrepr": _safe_repr(dict(kwargs)),
-        "origin": origin,
-        "ignore_result": ignore_result,
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
-    }
-    if extra_headers:
-        headers.update(extra_headers)
-    properties: Dict[str, Any] = {
-        "correlation_id": task_id,
-        "reply_to": reply_to,
-        "delivery_mode": 2,
-        "priority": priority,
-    }
     return TaskMessage(
-        task_id=task_id,
-        headers=headers,
-        properties=properties,
-        body=body,
-        content_type=content_type,
-        content_encoding=content_encoding,
-        shape=None if extra_headers else (task_name, serializer, origin, reply_to, priority, tuple(time_limit),
-                                          ignore_result),
+        task_id,
+        body,
+        content_type,
+        content_encoding,
+        _safe_repr(tuple(args)),
+        _safe_repr(dict(kwargs)),
+        shape,
+        dict(extra_headers) if extra_headers else None,
     )
 
 
