@@ -316,9 +316,11 @@ class OperatorCore:
         return envelope_from_record(task_id, outcome)
 
     async def _wait(self, watch: Watch, timeout: float, count: Optional[int] = None, *,
-                    or_failed_command: bool = False) -> None:
-        with anyio.move_on_after(max(timeout, 0)):
+                    or_failed_command: bool = False) -> float:
+        """Wait for results for at most ``timeout`` seconds; the deadline that was set."""
+        with anyio.move_on_after(max(timeout, 0)) as scope:
             await self._hub.wait(watch, count, or_failed_command=or_failed_command)
+        return scope.deadline
 
     async def get_result(self, task_id: str, timeout: Optional[float] = None) -> Any:
         """Wait for a published task's raw operator envelope (what Celery's ``AsyncResult.get`` returns).
@@ -357,8 +359,7 @@ class OperatorCore:
                         await self._wait(watch, timeout)
                     else:
                         # the LPUSH reply precedes the result on the connection: one wait for both
-                        deadline = anyio.current_time() + timeout
-                        await self._wait(watch, timeout, or_failed_command=True)
+                        deadline = await self._wait(watch, timeout, or_failed_command=True)
                         sent = True  # or its outcome is unknown (no reply in time): forget it all the same
                         if watch.replies:
                             (error,) = await self._carried([task], carried[1], watch.replies)
@@ -405,11 +406,12 @@ class OperatorCore:
         if ids:
             try:
                 async with self._hub.watch(ids, fetch_existing=True) as watch:
-                    await self._wait(watch, budget)
+                    try:
+                        await self._wait(watch, budget)
+                    finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
+                        await self._forget_later(ids)
             except ConnectionLost as exc:
                 error = self._connection_error(exc)
-            finally:
-                await self._forget_later(ids)
         return [self._batch_result(s, watch, budget, error) for s in submissions]
 
     async def batch_sync_detailed(self, tasks: Sequence[TaskSpec], *, timeout: Optional[float] = None,
@@ -422,6 +424,7 @@ class OperatorCore:
         watch: Optional[Watch] = None
         error: Optional[Exception] = None
         errors: List[Optional[Exception]] = [None] * len(prepared)
+        forgotten = False
 
         async def publish() -> None:
             errors[:] = await self.publish(prepared)
@@ -432,17 +435,22 @@ class OperatorCore:
                 async with self._hub.watch([t.task_id for t in prepared],
                                            while_subscribing=publish if carried is None else None,
                                            commands=None if carried is None else carried[0]) as watch:
-                    if carried is not None:
-                        errors[:] = await self._carried(prepared, carried[1], watch.replies)
-                    published = errors.count(None)
-                    if published:  # tasks that never went out have no result to wait for
-                        await self._wait(watch, budget, published)
+                    try:
+                        if carried is not None:
+                            errors[:] = await self._carried(prepared, carried[1], watch.replies)
+                        published = errors.count(None)
+                        if published:  # tasks that never went out have no result to wait for
+                            await self._wait(watch, budget, published)
+                    finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
+                        forgotten = True
+                        await self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
             except ConnectionLost as exc:
                 error = self._connection_error(exc)
                 if all(e is None for e in errors) and watch is None:
                     errors = [error] * len(prepared)  # the subscription failed before anything was sent
             finally:
-                await self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
+                if not forgotten:
+                    await self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
         merged = self._merge_publish_errors(submissions, prepared, errors)
         return [self._batch_result(s, watch, budget, error) for s in merged]
 

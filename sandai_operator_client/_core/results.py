@@ -57,28 +57,42 @@ class Watch:
     """One caller's interest in some task ids. ``arrived`` lists ids in completion order.
 
     ``replies`` holds the replies to the commands carried with the subscription, in order (a
-    ``ConnectionLost`` for each command whose connection failed).
+    ``ConnectionLost`` for each command whose connection failed); ``command_failed`` tells whether any
+    of them is an error.
     """
 
-    __slots__ = ("arrived", "channels", "outcomes", "replies", "wake")
+    __slots__ = ("_event", "arrived", "channels", "command_failed", "outcomes", "replies")
 
     def __init__(self, task_ids: Iterable[str]) -> None:
         self.channels: Dict[str, str] = {result_key(t): t for t in task_ids}
         self.outcomes: Dict[str, Outcome] = {}
         self.arrived: Deque[str] = deque()
         self.replies: List[object] = []
-        self.wake = anyio.Event()
+        self.command_failed = False
+        self._event: Optional[anyio.Event] = None  # only a watch that parks needs one
 
-    def command_failed(self) -> bool:
-        """Whether a carried command got an error reply or lost its connection."""
-        return any(isinstance(reply, (RespError, ConnectionLost)) for reply in self.replies)
+    def wake(self) -> None:
+        """Wake the watch if it is parked (a watch that reads for itself looks again anyway)."""
+        if self._event is not None:
+            self._event.set()
+
+    async def park(self) -> None:
+        """Wait until :meth:`wake` is called."""
+        if self._event is None or self._event.is_set():  # events cannot be cleared: a used one is replaced
+            self._event = anyio.Event()
+        await self._event.wait()
+
+    def _reply(self, reply: object) -> None:
+        self.replies.append(reply)
+        if isinstance(reply, (RespError, ConnectionLost)):
+            self.command_failed = True
 
     def _deliver(self, channel: str, outcome: Outcome) -> None:
         task_id = self.channels.get(channel)
         if task_id is not None and task_id not in self.outcomes:
             self.outcomes[task_id] = outcome
             self.arrived.append(task_id)
-            self.wake.set()
+            self.wake()
 
 
 class _Expected:
@@ -95,8 +109,9 @@ class _Expected:
     def fail(self, exc: ConnectionLost) -> None:
         missing, self.received = self.count - self.received, self.count
         if self.watch is not None:
-            self.watch.replies.extend([exc] * missing)
-            self.watch.wake.set()
+            for _ in range(missing):
+                self.watch._reply(exc)
+            self.watch.wake()
 
 
 class _Confirmation:
@@ -224,8 +239,7 @@ class ResultHub:
                     await self._fetch([c for c, t in watch.channels.items() if t not in watch.outcomes])
             yield watch
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._release(watch)
+            await self._release(watch)  # shields its own sending
 
     def forget(self, keys: Sequence[str]) -> bool:
         """Queue ``DEL keys`` to ride with the next write (an UNSUBSCRIBE or a SUBSCRIBE, which every
@@ -247,7 +261,7 @@ class ResultHub:
         """
         need = len(watch.channels) if count is None else min(count, len(watch.channels))
         if or_failed_command:
-            await self._drive(watch, lambda: len(watch.outcomes) >= need or watch.command_failed())
+            await self._drive(watch, lambda: len(watch.outcomes) >= need or watch.command_failed)
         else:
             await self._drive(watch, lambda: len(watch.outcomes) >= need)
 
@@ -371,10 +385,14 @@ class ResultHub:
                 self._acks = {}
             if not self._idle:
                 self._idle = set()
-        if gone:
-            await self._write(encode_command("UNSUBSCRIBE", *gone), now=not self._watchers)
         if self._reader is None and self._idle:
-            next(iter(self._idle)).wake.set()
+            next(iter(self._idle)).wake()
+        if gone:
+            if self._watchers:  # others are active: the UNSUBSCRIBE rides with their next write
+                self._outbox.append(encode_command("UNSUBSCRIBE", *gone))
+            else:
+                with anyio.CancelScope(shield=True):  # a half-sent command would break the connection
+                    await self._write(encode_command("UNSUBSCRIBE", *gone))
 
     # ------------------------------------------------------------------ leader / follower reading
     async def _drive(self, watch: Watch, satisfied: Callable[[], bool]) -> None:
@@ -388,16 +406,14 @@ class ResultHub:
                     finally:
                         self._reader = None
                 else:
-                    if watch.wake.is_set():  # events cannot be cleared: a used one is replaced
-                        watch.wake = anyio.Event()
                     self._idle.add(watch)
                     try:
-                        await watch.wake.wait()
+                        await watch.park()
                     finally:
                         self._idle.discard(watch)
         finally:
             if self._reader is None and self._idle:
-                next(iter(self._idle)).wake.set()  # hand the reading on
+                next(iter(self._idle)).wake()  # hand the reading on
 
     async def _read_one(self) -> None:
         conn = self._conn
@@ -413,15 +429,17 @@ class ResultHub:
         self._dispatch(reply)
 
     def _dispatch(self, reply: object) -> None:
-        if self._expected and not isinstance(reply, Push) and self._conn is not None and self._conn.resp3:
-            entry = self._expected[0]  # a reply to a carried command (pub/sub traffic comes as pushes)
+        if self._expected and type(reply) is not Push:
+            # a reply to a carried command (on RESP3, pub/sub traffic comes as pushes)
+            entry = self._expected[0]
             entry.received += 1
-            if entry.watch is not None:
-                entry.watch.replies.append(reply)
+            watch = entry.watch
+            if watch is not None:
+                watch._reply(reply)
             if entry.received >= entry.count:
                 self._expected.popleft()
-                if entry.watch is not None and (entry.wake_on_success or entry.watch.command_failed()):
-                    entry.watch.wake.set()
+                if watch is not None and (entry.wake_on_success or watch.command_failed):
+                    watch.wake()
             return
         if not isinstance(reply, list) or len(reply) < 3:
             return
@@ -441,7 +459,7 @@ class ResultHub:
                 if not pending:
                     del self._acks[channel]
                 for watch in self._watchers.get(channel, ()):
-                    watch.wake.set()
+                    watch.wake()
 
     def _decode(self, channel: str, raw: object) -> Optional[Outcome]:
         data = raw if isinstance(raw, bytes) else b""
@@ -514,7 +532,7 @@ class ResultHub:
             self._confirmed.setdefault(channel, _Confirmation()).set()
         for watchers in self._watchers.values():
             for watch in watchers:
-                watch.wake.set()
+                watch.wake()
 
     def _fail_all(self, exc: ConnectionLost) -> None:
         self._fail_expected(ConnectionLost(str(exc)))

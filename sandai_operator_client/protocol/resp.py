@@ -42,7 +42,11 @@ NEED_DATA = _NeedData()
 
 
 def _bulk(arg: Arg) -> bytes:
-    if isinstance(arg, bytes):
+    if type(arg) is str:  # the common cases first, without the isinstance chain
+        data = arg.encode()
+    elif type(arg) is bytes:
+        data = arg
+    elif isinstance(arg, bytes):
         data = arg
     elif isinstance(arg, str):
         data = arg.encode()
@@ -57,12 +61,12 @@ def _bulk(arg: Arg) -> bytes:
 
 def encode_command(*args: Arg) -> bytes:
     """Encode one command as a RESP array of bulk strings."""
-    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
+    return b"*%d\r\n" % len(args) + b"".join([_bulk(a) for a in args])
 
 
 def encode_commands(commands: Iterable[Iterable[Arg]]) -> bytes:
     """Encode several commands back to back (a pipeline)."""
-    return b"".join(encode_command(*cmd) for cmd in commands)
+    return b"".join([encode_command(*cmd) for cmd in commands])
 
 
 class RespReader:
