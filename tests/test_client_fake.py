@@ -292,3 +292,39 @@ def test_redis_database_in_url(redis_url: str, unique_name: str) -> None:
         assert handle.get(timeout=10)["results"]["echo"] == "db5"
     assert admin.exists(f"celery-task-meta-{handle.id}")  # written to db 5, where we read it
     admin.delete(f"celery-task-meta-{handle.id}")
+
+
+def test_lpush_and_clean_up_ride_on_the_subscription(operator_client: OperatorClient,
+                                                     fake_operator: FakeOperator) -> None:
+    # broker and backend share a database: on RESP3 a call is one write on the hub's connection
+    for i in range(3):
+        assert operator_client.sync([], {"text": str(i)})[1]["echo"] == str(i)
+    assert operator_client.batch_sync_detailed([([], {"text": "b"})] * 3)[0].success
+    core = operator_client._core
+    assert core._lpush_on_hub is not None and core.hub._conn is not None and core.hub._conn.resp3
+    assert core._results._conn is None  # the command channel was never needed
+
+
+def test_refused_lpush_is_a_publish_error(operator_client: OperatorClient, fake_operator: FakeOperator,
+                                          redis_admin: redis.Redis) -> None:
+    queue = f"normal.{fake_operator.name}.v1"
+    redis_admin.set(queue, "not a list")  # every LPUSH now fails with WRONGTYPE
+    try:
+        with pytest.raises(OperatorConnectionError, match="WRONGTYPE"):
+            operator_client.sync([], {"text": "x"}, timeout=5)
+        results = operator_client.batch_sync_detailed([([], {"text": "y"})] * 2, timeout=5)
+        assert [r.submitted for r in results] == [False, False]
+        assert all(isinstance(r.error, OperatorConnectionError) for r in results)
+        assert operator_client._core.hub.watched_channels == 0
+    finally:
+        redis_admin.delete(queue)
+    assert operator_client.sync([], {"text": "z"})[1]["echo"] == "z"
+
+
+def test_broker_on_another_database_publishes_on_its_own_connection(redis_url: str, unique_name: str) -> None:
+    broker = redis_url.rsplit("/", 1)[0] + "/6"
+    with FakeOperator(unique_name, broker_url=broker, result_backend=redis_url).in_thread(), \
+            create_client(unique_name, "v1", broker_url=broker, result_backend=redis_url) as client:
+        assert client._core._lpush_on_hub is None
+        assert client.sync([], {"text": "db6"})[1]["echo"] == "db6"
+        assert client.batch_sync_detailed([([], {"text": "b"})] * 3)[2].success

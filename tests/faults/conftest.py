@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -22,7 +22,7 @@ class PrivateRedis:
     """A redis-server of the test's own: AOF on (fsync always) so data survives a restart."""
 
     def __init__(self, workdir: Path, *, password: Optional[str] = None, tls_dir: Optional[Path] = None,
-                 unix: bool = False) -> None:
+                 unix: bool = False, extra_args: Sequence[str] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (make test installs it)", pytrace=False)
@@ -30,6 +30,7 @@ class PrivateRedis:
         self.port = free_port()
         self.socket_path = workdir / "redis.sock" if unix else None
         self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.extra_args = list(extra_args)
 
     def _args(self) -> List[str]:
         args = [self.binary, "--bind", "127.0.0.1", "--dir", str(self.workdir), "--appendonly", "yes",
@@ -44,7 +45,7 @@ class PrivateRedis:
             args += ["--requirepass", self.password]
         if self.socket_path:
             args += ["--unixsocket", str(self.socket_path)]
-        return args
+        return args + self.extra_args
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self._args())

@@ -252,3 +252,29 @@ async def test_connection_killed_during_batch(private_redis: PrivateRedis) -> No
                 assert time.monotonic() - started < 30
                 assert all(r.success or not r.submitted for r in results)
                 assert all(r.results["echo"] == str(r.index) for r in results if r.success)
+
+
+async def test_server_without_resp3(tmp_path: Path) -> None:
+    # a server that refuses HELLO (as Redis < 6 does): RESP2, AUTH on its own, LPUSH on the command channel
+    server = PrivateRedis(tmp_path, password="p4ss", extra_args=["--rename-command", "HELLO", ""])
+    server.start()
+    try:
+        with FakeOperator("resp2", broker_url=server.url).in_thread():
+            async with create_async_client("resp2", "v1", broker_url=server.url, timeout=30) as client:
+                assert (await client.sync([], {"text": "one"}))[1]["echo"] == "one"
+                hub = client._core.hub
+                assert hub._conn is not None and not hub._conn.resp3
+                results: List[Any] = []
+
+                async def call(i: int) -> None:
+                    results.append(await client.sync([], {"text": str(i)}))
+
+                async with anyio.create_task_group() as tg:
+                    for i in range(50):
+                        tg.start_soon(call, i)
+                batch = await client.batch_sync_detailed([([], {"text": str(i)}) for i in range(50)])
+                assert sorted(r[1]["echo"] for r in results) == sorted(str(i) for i in range(50))
+                assert all(r.success for r in batch)
+                assert hub.watched_channels == 0
+    finally:
+        server.stop()
