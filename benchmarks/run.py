@@ -38,6 +38,20 @@ WORKLOADS = {
 }
 
 
+def ours_python() -> str:
+    """This project with its runtime dependencies only (and trio), as a user installs it.
+
+    Not the development venv: its extras (OpenTelemetry, test tools) would be loaded and paid for.
+    """
+    venv = HERE / ".venvs" / "ours"
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[trio]"], check=True)
+        (venv / ".installed").touch()
+    return str(python)
+
+
 def seed_python() -> str:
     python = SEED_VENV / "bin" / "python"
     if not (SEED_VENV / ".installed").exists():
@@ -54,7 +68,7 @@ def run_one(impl: str, workload: str) -> dict:
     operator = subprocess.Popen([sys.executable, str(HERE / "fast_operator.py"), name, broker, REDIS_URL])
     try:
         time.sleep(0.5)
-        python = seed_python() if impl == "seed" else sys.executable
+        python = {"seed": seed_python, "ours": ours_python}.get(impl, lambda: sys.executable)()
         env = dict(os.environ, PYTHONPATH=str(HERE))
         out = subprocess.run([python, str(HERE / "workloads.py"), impl, workload, name, REDIS_URL, broker],
                              capture_output=True, text=True, timeout=600, env=env)
@@ -89,27 +103,35 @@ def main() -> None:
     for round_no in range(args.rounds):
         for workload in chosen:
             for impl in WORKLOADS[workload][2]:
-                result = run_one(impl, workload)
+                try:
+                    result = run_one(impl, workload)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:  # recorded, not fatal: say so
+                    result = {"failed": str(exc).strip().splitlines()[-1][:300]}
                 samples.setdefault((workload, impl), []).append(result)
                 print(f"round {round_no + 1} {workload:16} {impl:5} {result}", flush=True)
     rows = []
     for workload in chosen:
         metric, _higher, impls = WORKLOADS[workload]
-        med = {impl: statistics.median(s[metric] for s in samples[(workload, impl)]) for impl in impls}
-        extra = {impl: statistics.median(s.get("p99_ms", 0) for s in samples[(workload, impl)]) for impl in impls}
-        rss = {impl: statistics.median(s["peak_rss_mb"] for s in samples[(workload, impl)]) for impl in impls}
-        socks = {impl: samples[(workload, impl)][-1].get("sockets") for impl in impls}
+        ok = {impl: [s for s in samples[(workload, impl)] if "failed" not in s] for impl in impls}
+        failed = {impl: [s["failed"] for s in samples[(workload, impl)] if "failed" in s] for impl in impls}
+        ok = {impl: runs for impl, runs in ok.items() if runs}
+        med = {impl: statistics.median(s[metric] for s in runs) for impl, runs in ok.items()}
+        extra = {impl: statistics.median(s.get("p99_ms", 0) for s in runs) for impl, runs in ok.items()}
+        rss = {impl: statistics.median(s["peak_rss_mb"] for s in runs) for impl, runs in ok.items()}
+        socks = {impl: runs[-1].get("sockets") for impl, runs in ok.items()}
         rows.append({"workload": workload, "metric": metric, "median": med, "p99_ms": extra, "peak_rss_mb": rss,
-                     "sockets": socks,
-                     "ours_vs_seed": (med["ours"] / med["seed"]) if "seed" in med else None,
-                     "ours_vs_bare": (med["ours"] / med["bare"]) if "bare" in med else None})
+                     "sockets": socks, "failed": {impl: f for impl, f in failed.items() if f},
+                     "ours_vs_seed": (med["ours"] / med["seed"]) if "seed" in med and "ours" in med else None,
+                     "ours_vs_bare": (med["ours"] / med["bare"]) if "bare" in med and "ours" in med else None})
     print()
     print(f"{'workload':16} {'metric':10} {'ours':>10} {'seed':>10} {'bare':>10} {'ours/seed':>10} {'ours/bare':>10}")
     for row in rows:
         m = row["median"]
-        fmt = lambda v: f"{v:10.2f}" if isinstance(v, float) else f"{'-':>10}"  # noqa: E731
+        fmt = lambda v: f"{v:10.2f}" if isinstance(v, (int, float)) else f"{'-':>10}"  # noqa: E731
         print(f"{row['workload']:16} {row['metric']:10} {fmt(m.get('ours'))} {fmt(m.get('seed'))} "
               f"{fmt(m.get('bare'))} {fmt(row['ours_vs_seed'])} {fmt(row['ours_vs_bare'])}")
+        for impl, reasons in row["failed"].items():
+            print(f"{'':16} {impl} failed {len(reasons)} of {args.rounds} run(s): {reasons[0]}")
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "latest.json").write_text(json.dumps(
         {"rounds": args.rounds, "python": sys.version.split()[0], "rows": rows}, indent=2) + "\n")
