@@ -359,10 +359,11 @@ class ResultHub:
         if not channels and carry is None:
             return
         await self._connection()
-        for channel in channels:
-            confirmed = _Confirmation()
-            self._acks.setdefault(channel, deque()).append(confirmed)
-            self._confirmed[channel] = confirmed
+        if carry is None:  # carried commands need no confirmation: the server orders them after the SUBSCRIBE
+            for channel in channels:
+                confirmed = _Confirmation()
+                self._acks.setdefault(channel, deque()).append(confirmed)
+                self._confirmed[channel] = confirmed
         data = encode_command("SUBSCRIBE", *channels) if channels else b""
         if carry is None:
             await self._write(data)
