@@ -134,7 +134,8 @@ def main() -> None:
             print(f"{'':16} {impl} failed {len(reasons)} of {args.rounds} run(s): {reasons[0]}")
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "latest.json").write_text(json.dumps(
-        {"rounds": args.rounds, "python": sys.version.split()[0], "rows": rows}, indent=2) + "\n")
+        {"rounds": args.rounds, "python": sys.version.split()[0], "rows": rows,
+         "samples": {f"{workload}/{impl}": runs for (workload, impl), runs in samples.items()}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
