@@ -101,6 +101,18 @@ def test_resp3_pushes_are_told_apart_from_replies() -> None:
     assert array == [1] and not isinstance(array, Push)
 
 
+def test_resp_reader_hands_over_every_complete_reply_at_once() -> None:
+    reader = RespReader()
+    reader.feed(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n:7\r\n>3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0")
+    assert reader.replies() == [[b"message", b"c", b"x"], 7]
+    assert reader.replies() == []  # the third is not complete yet
+    reader.feed(b"\r\n")
+    assert reader.replies() == [[b"unsubscribe", b"c", 0]]
+    reader.feed(b"*1\r\n!x\r\n")
+    with pytest.raises(RespProtocolError):
+        reader.replies()
+
+
 def test_resp_pipeline_and_garbage() -> None:
     reader = RespReader()
     reader.feed(b":1\r\n:2\r\n+OK\r\n")

@@ -195,6 +195,18 @@ class RedisConnection:
         except _CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"lost connection to {self.address.describe()}: {exc or type(exc).__name__}") from None
 
+    async def read_replies(self) -> List[object]:
+        """Every reply that has arrived (at least one: waits for it), in order. Cancel-safe as ``read_reply``."""
+        reader = self._reader
+        try:
+            while True:
+                replies = reader.replies()
+                if replies:
+                    return replies
+                reader.feed(await self._stream.receive())
+        except _CONNECTION_ERRORS as exc:
+            raise ConnectionLost(f"lost connection to {self.address.describe()}: {exc or type(exc).__name__}") from None
+
     async def request(self, commands: Sequence[Command]) -> List[object]:
         """Send ``commands`` as one pipeline and read one reply each."""
         await self.send(encode_commands(commands))  # type: ignore[arg-type]

@@ -130,6 +130,10 @@ class _Confirmation:
         return self.done
 
 
+def _channel(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def _all_set(events: List[_Confirmation]) -> Callable[[], bool]:
     """A check that all ``events`` are set, resuming where it stopped: O(n) over every call, not O(n) each.
 
@@ -422,12 +426,13 @@ class ResultHub:
             await self._reconnect()
             return
         try:
-            reply = await conn.read_reply()
+            replies = await conn.read_replies()
         except ConnectionLost:
             self._drop(conn)
             await self._reconnect()
             return
-        self._dispatch(reply)
+        for reply in replies:  # everything that arrived together, before anyone looks again
+            self._dispatch(reply)
 
     def _dispatch(self, reply: object) -> None:
         if self._expected and type(reply) is not Push:
@@ -445,8 +450,8 @@ class ResultHub:
         if not isinstance(reply, list) or len(reply) < 3:
             return
         kind = reply[0]
-        channel = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
         if kind == b"message":
+            channel = _channel(reply[1])
             watchers = self._watchers.get(channel)
             if watchers:
                 outcome = self._decode(channel, reply[2])
@@ -454,6 +459,7 @@ class ResultHub:
                     for watch in list(watchers):
                         watch._deliver(channel, outcome)
         elif kind == b"subscribe":
+            channel = _channel(reply[1])
             pending = self._acks.get(channel)
             if pending:
                 pending.popleft().set()

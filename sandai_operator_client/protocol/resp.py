@@ -89,6 +89,20 @@ class RespReader:
             self._pos = 0
         self._buf += data
 
+    def replies(self) -> List[object]:
+        """Every complete reply buffered now, in order (empty when none is complete yet)."""
+        out: List[object] = []
+        parse = self._parse
+        try:
+            while True:
+                result = parse(self._pos)
+                if result is NEED_DATA:
+                    return out
+                value, self._pos = result  # type: ignore[misc]
+                out.append(value)  # type: ignore[has-type]
+        except (ValueError, IndexError) as exc:
+            raise RespProtocolError(f"malformed RESP reply: {exc}") from exc
+
     def next_reply(self) -> object:
         """Return the next complete reply, or ``NEED_DATA``; raises :class:`RespProtocolError` on garbage."""
         try:
@@ -129,6 +143,13 @@ class RespReader:
                     if size < nxt:
                         return NEED_DATA
                     items.append(bytes(buf[start : start + length]))
+                    continue
+                if nxt < size and buf[nxt] == 0x3A:  # an integer element (subscription counts), inline
+                    end = buf.find(b"\r\n", nxt)
+                    if end < 0:
+                        return NEED_DATA
+                    items.append(int(buf[nxt + 1 : end]))
+                    nxt = end + 2
                     continue
                 result = self._parse(nxt)
                 if result is NEED_DATA:

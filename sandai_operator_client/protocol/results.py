@@ -8,8 +8,7 @@ byte). The operator SDK SETEXes and PUBLISHes the same bytes on the channel name
 from __future__ import annotations
 
 from collections import abc
-from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, NamedTuple, Optional
 
 from .serialization import SERIALIZERS, DecodeError, dumps, loads, sniff_serializer
 
@@ -27,8 +26,7 @@ RESULT_KEY_PREFIX = "celery-task-meta-"
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 
-@dataclass(frozen=True)
-class ResultRecord:
+class ResultRecord(NamedTuple):
     """A decoded Celery result record."""
 
     task_id: Optional[str]
