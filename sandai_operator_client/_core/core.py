@@ -473,8 +473,8 @@ class OperatorCore:
         """Delete consumed result keys without a round trip of their own.
 
         On a RESP3 hub connection the DEL rides with the hub's next write (the watch's UNSUBSCRIBE);
-        otherwise with the command channel's next pipeline, or now once ``DEFER_LIMIT`` keys wait (and
-        no pipeline is already going out, which will be followed by another soon enough).
+        otherwise with the command channel's next pipeline, or now once ``DEFER_LIMIT`` keys wait and no
+        pipeline is going out (if one is, they wait for the next one or for ``aclose``).
         """
         if not self.config.auto_forget_result or not task_ids or self._closed:
             return
