@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Deque, List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
 import anyio.abc
 
-from ..protocol.resp import NEED_DATA, RespError, RespProtocolError, RespReader, encode_commands
+from ..protocol.resp import RespError, RespProtocolError, RespReader, encode_commands
 from .group_commit import GroupCommit
 from .sockets import SocketByteStream, connect_socket
 
@@ -128,6 +129,7 @@ class RedisConnection:
     def __init__(self, stream: ByteStream, address: RedisAddress) -> None:
         self._stream = stream
         self._reader = RespReader()
+        self._parsed: Deque[object] = deque()  # replies read together but not handed out yet
         self.address = address
         self.resp3 = False  # the server switched to RESP3 (HELLO 3): commands work while subscribed
 
@@ -185,18 +187,16 @@ class RedisConnection:
 
     async def read_reply(self) -> object:
         """The next reply. Bytes already received stay buffered if the caller is cancelled while waiting."""
-        reader = self._reader
-        try:
-            while True:
-                reply = reader.next_reply()
-                if reply is not NEED_DATA:
-                    return reply
-                reader.feed(await self._stream.receive())
-        except _CONNECTION_ERRORS as exc:
-            raise ConnectionLost(f"lost connection to {self.address.describe()}: {exc or type(exc).__name__}") from None
+        if not self._parsed:
+            self._parsed.extend(await self.read_replies())
+        return self._parsed.popleft()
 
     async def read_replies(self) -> List[object]:
-        """Every reply that has arrived (at least one: waits for it), in order. Cancel-safe as ``read_reply``."""
+        """Every reply that has arrived (at least one: waits for it), in order. Cancel-safe: bytes
+        received stay buffered, replies parsed stay queued."""
+        if self._parsed:
+            parsed, self._parsed = list(self._parsed), deque()
+            return parsed
         reader = self._reader
         try:
             while True:
