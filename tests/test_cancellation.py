@@ -74,6 +74,36 @@ async def test_cancelled_waiter_does_not_disturb_others(async_operator_client: A
     assert async_operator_client._core.hub.watched_channels == 0
 
 
+async def test_each_waiter_times_out_at_its_own_deadline(async_operator_client: AsyncOperatorClient,
+                                                       fake_operator: FakeOperator) -> None:
+    # Only the reader holds a cancel scope; a waiter parked behind it with an earlier deadline lowers
+    # that scope's deadline, and the reader wakes it in time while it goes on reading for the others.
+    fake_operator.behaviour = lambda payload: Crash()  # nothing ever answers
+    hub = async_operator_client._core.hub
+    timed_out: List[float] = []
+
+    async def short(timeout: float) -> None:
+        with pytest.raises(TaskTimeoutError):
+            await async_operator_client.sync([], {}, timeout=timeout)
+        timed_out.append(timeout)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(async_operator_client.sync, [], {})  # the reader: the client's long timeout
+        await anyio.sleep(0.1)
+        with anyio.fail_after(10):  # far below the reader's own deadline
+            async with anyio.create_task_group() as waiters:
+                for timeout in (0.6, 0.2, 0.4, 0.2):
+                    waiters.start_soon(short, timeout)
+        assert hub.waiting == 0  # every parked waiter left; the reader still reads
+        # a waiter with time left is still served after the others timed out
+        fake_operator.behaviour = lambda payload: __import__(
+            "sandai_operator_client.testing", fromlist=["Echo"]).Echo()
+        assert (await async_operator_client.sync([], {"text": "late"}, timeout=10))[1]["echo"] == "late"
+        tg.cancel_scope.cancel()
+    assert sorted(timed_out) == [0.2, 0.2, 0.4, 0.6]
+    assert hub.watched_channels == 0 and hub.waiting == 0
+
+
 def test_keyboard_interrupt_in_sync_client(operator_client: OperatorClient, fake_operator: FakeOperator,
                                            redis_admin: redis.Redis) -> None:
     fake_operator.behaviour = lambda payload: Crash()

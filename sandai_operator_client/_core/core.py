@@ -318,9 +318,9 @@ class OperatorCore:
     async def _wait(self, watch: Watch, timeout: float, count: Optional[int] = None, *,
                     or_failed_command: bool = False) -> float:
         """Wait for results for at most ``timeout`` seconds; the deadline that was set."""
-        with anyio.move_on_after(max(timeout, 0)) as scope:
-            await self._hub.wait(watch, count, or_failed_command=or_failed_command)
-        return scope.deadline
+        deadline = anyio.current_time() + max(timeout, 0)
+        await self._hub.wait(watch, count, or_failed_command=or_failed_command, deadline=deadline)
+        return deadline
 
     async def get_result(self, task_id: str, timeout: Optional[float] = None) -> Any:
         """Wait for a published task's raw operator envelope (what Celery's ``AsyncResult.get`` returns).
@@ -559,12 +559,11 @@ class OperatorCore:
         yielded: set[Optional[str]] = set()
         try:
             async with self._hub.watch(list(by_id), fetch_existing=True) as watch:
-                # no cancel scope may span a yield (the consumer may resume us from another task), so
-                # each wait gets its own scope, bounded by the one deadline of the batch
+                # no cancel scope may span a yield (the consumer may resume us from another task): each
+                # wait is bounded by the one deadline of the batch
                 while len(watch.arrived) or len(watch.outcomes) < len(watch.channels):
                     if not watch.arrived:
-                        with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
-                            await self._hub.wait(watch, len(watch.outcomes) + 1)
+                        await self._hub.wait(watch, len(watch.outcomes) + 1, deadline=deadline)
                         if not watch.arrived:
                             break  # the budget is spent
                     task_id = watch.arrived.popleft()

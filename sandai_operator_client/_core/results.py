@@ -17,16 +17,24 @@ the same write as its SUBSCRIBE: the server runs them in order, so the subscript
 the task exists and neither a confirmation round trip nor a look at the keys is needed. Their replies
 (told apart from pub/sub pushes by RESP3) are matched to the watch in the order the commands were sent;
 when the connection fails they become ``ConnectionLost`` (``maybe_sent`` says whether they went out).
+
+Timeouts are deadlines handed to :meth:`ResultHub.wait`, not a cancel scope per waiter: only the reader
+holds a cancel scope, whose deadline is the earliest of its own and those of the parked waiters (lowered
+when an earlier one parks). When it expires the reader wakes the waiters whose time is up and goes on
+reading; a waiter woken after its deadline returns without its results.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import deque
-from contextlib import asynccontextmanager
+from itertools import count as _counter
 from typing import (
-    AsyncIterator,
+    Any,
     Awaitable,
     Callable,
+    Coroutine,
     Deque,
     Dict,
     Iterable,
@@ -61,7 +69,8 @@ class Watch:
     of them is an error.
     """
 
-    __slots__ = ("_event", "arrived", "channels", "command_failed", "outcomes", "replies")
+    __slots__ = ("_event", "_need", "_or_failed_command", "arrived", "channels", "command_failed", "outcomes",
+                 "replies")
 
     def __init__(self, task_ids: Iterable[str]) -> None:
         self.channels: Dict[str, str] = {result_key(t): t for t in task_ids}
@@ -70,6 +79,14 @@ class Watch:
         self.replies: List[object] = []
         self.command_failed = False
         self._event: Optional[anyio.Event] = None  # only a watch that parks needs one
+        self._need = 0  # what the current wait needs: this many outcomes, or replies (_has_replies)
+        self._or_failed_command = False
+
+    def _has_outcomes(self) -> bool:
+        return len(self.outcomes) >= self._need or (self._or_failed_command and self.command_failed)
+
+    def _has_replies(self) -> bool:
+        return len(self.replies) >= self._need
 
     def wake(self) -> None:
         """Wake the watch if it is parked (a watch that reads for itself looks again anyway)."""
@@ -112,6 +129,23 @@ class _Expected:
             for _ in range(missing):
                 self.watch._reply(exc)
             self.watch.wake()
+
+
+class _Watching:
+    """``async with hub.watch(...)``: a plain class, cheaper per call than a generator-based manager."""
+
+    __slots__ = ("_hub", "_options", "_watch")
+
+    def __init__(self, hub: ResultHub, watch: Watch, options: Tuple[Any, ...]) -> None:
+        self._hub = hub
+        self._watch = watch
+        self._options = options
+
+    def __aenter__(self) -> Coroutine[Any, Any, Watch]:
+        return self._hub._open(self._watch, *self._options)
+
+    def __aexit__(self, *exc_info: object) -> Coroutine[Any, Any, None]:
+        return self._hub._release(self._watch)  # shields its own sending
 
 
 class _Confirmation:
@@ -183,7 +217,11 @@ class ResultHub:
         self._confirmed: Dict[str, _Confirmation] = {}  # latest confirmation per watched channel
         self._broken: Optional[RedisConnection] = None  # dropped, closed by the next reconnect
         self._reader: Optional[Watch] = None
+        self._read_scope: Optional[anyio.CancelScope] = None  # the reader's: its deadline is the earliest
         self._idle: Set[Watch] = set()
+        self._deadlines: List[Tuple[float, int, Watch]] = []  # parked watches' deadlines (a heap; stale ok)
+        self._tiebreak = _counter()
+        self._reconnect_deadline: Optional[float] = None  # while reconnecting: when to give up
         self._closed = False
 
     # ------------------------------------------------------------------ introspection (tests, metrics)
@@ -198,8 +236,7 @@ class ResultHub:
         return len(self._idle)
 
     # ------------------------------------------------------------------ public
-    @asynccontextmanager
-    async def watch(
+    def watch(
         self,
         task_ids: Iterable[str],
         *,
@@ -207,7 +244,7 @@ class ResultHub:
         while_subscribing: Optional[Callable[[], Awaitable[None]]] = None,
         commands: Optional[Sequence[Tuple[object, ...]]] = None,
         await_replies: bool = True,
-    ) -> AsyncIterator[Watch]:
+    ) -> _Watching:
         """Subscribe to the ids' results for the duration of the block.
 
         ``fetch_existing``: also look for records written before the subscription took effect (needed
@@ -219,19 +256,24 @@ class ResultHub:
         ``wait(..., or_failed_command=True)``, the replies arrive before any result they lead to).
         Raises ``ConnectionLost`` when the backend cannot be reached.
         """
-        watch = Watch(task_ids)
+        return _Watching(self, Watch(task_ids), (fetch_existing, while_subscribing, commands, await_replies))
+
+    async def _open(self, watch: Watch, fetch_existing: bool,
+                    while_subscribing: Optional[Callable[[], Awaitable[None]]],
+                    commands: Optional[Sequence[Tuple[object, ...]]], await_replies: bool) -> Watch:
         for channel in watch.channels:
             self._watchers.setdefault(channel, set()).add(watch)
         try:
             if commands:
-                conn = await self._connection()
+                conn = self._conn if self._conn is not None and not self._closed else await self._connection()
                 if not conn.resp3:
                     raise ConnectionLost("this connection cannot carry commands (RESP2)")
                 expected = _Expected(watch, len(commands), wake_on_success=await_replies)
                 await self._subscribe([c for c in watch.channels if c not in self._confirmed],
                                       carry=(encode_commands(commands), expected))  # type: ignore[arg-type]
                 if await_replies:
-                    await self._drive(watch, lambda: len(watch.replies) >= len(commands))
+                    watch._need = len(commands)
+                    await self._drive(watch, watch._has_replies)
             else:
                 await self._subscribe([c for c in watch.channels if c not in self._confirmed])
                 if while_subscribing is not None:
@@ -241,9 +283,10 @@ class ResultHub:
                                                    if c in self._confirmed]))
                 if fetch_existing:
                     await self._fetch([c for c, t in watch.channels.items() if t not in watch.outcomes])
-            yield watch
-        finally:
-            await self._release(watch)  # shields its own sending
+        except BaseException:
+            await self._release(watch)
+            raise
+        return watch
 
     def forget(self, keys: Sequence[str]) -> bool:
         """Queue ``DEL keys`` to ride with the next write (an UNSUBSCRIBE or a SUBSCRIBE, which every
@@ -258,16 +301,16 @@ class ResultHub:
         """Whether watches can carry commands (connects first; a RESP3 connection can)."""
         return (await self._connection()).resp3
 
-    async def wait(self, watch: Watch, count: Optional[int] = None, *, or_failed_command: bool = False) -> None:
-        """Return once ``count`` ids (default: all) of ``watch`` have an outcome.
+    async def wait(self, watch: Watch, count: Optional[int] = None, *, or_failed_command: bool = False,
+                   deadline: float = math.inf) -> None:
+        """Return once ``count`` ids (default: all) of ``watch`` have an outcome, or at ``deadline``
+        (``anyio.current_time()`` clock) with whatever arrived by then.
 
         ``or_failed_command``: or once a command the watch carried failed (then no result will come).
         """
-        need = len(watch.channels) if count is None else min(count, len(watch.channels))
-        if or_failed_command:
-            await self._drive(watch, lambda: len(watch.outcomes) >= need or watch.command_failed)
-        else:
-            await self._drive(watch, lambda: len(watch.outcomes) >= need)
+        watch._need = len(watch.channels) if count is None else min(count, len(watch.channels))
+        watch._or_failed_command = or_failed_command
+        await self._drive(watch, watch._has_outcomes, deadline)
 
     async def aclose(self) -> None:
         """Close the connection and resolve every remaining watch with ``ConnectionLost``."""
@@ -362,7 +405,8 @@ class ResultHub:
     async def _subscribe(self, channels: List[str], carry: Optional[Tuple[bytes, _Expected]] = None) -> None:
         if not channels and carry is None:
             return
-        await self._connection()
+        if self._conn is None or self._closed:
+            await self._connection()
         if carry is None:  # carried commands need no confirmation: the server orders them after the SUBSCRIBE
             for channel in channels:
                 confirmed = _Confirmation()
@@ -389,7 +433,7 @@ class ResultHub:
             if not self._acks:
                 self._acks = {}
             if not self._idle:
-                self._idle = set()
+                self._idle, self._deadlines = set(), []
         if self._reader is None and self._idle:
             next(iter(self._idle)).wake()
         if gone:
@@ -400,18 +444,21 @@ class ResultHub:
                     await self._write(encode_command("UNSUBSCRIBE", *gone))
 
     # ------------------------------------------------------------------ leader / follower reading
-    async def _drive(self, watch: Watch, satisfied: Callable[[], bool]) -> None:
+    async def _drive(self, watch: Watch, satisfied: Callable[[], bool], deadline: float = math.inf) -> None:
         try:
             while not satisfied():
+                if deadline != math.inf and anyio.current_time() >= deadline:
+                    return  # woken because time is up
                 if self._reader is None:
                     self._reader = watch
                     try:
-                        while not satisfied():
-                            await self._read_one()
+                        await self._lead(satisfied, deadline)
                     finally:
                         self._reader = None
                 else:
                     self._idle.add(watch)
+                    if deadline != math.inf:
+                        self._park_until(watch, deadline)
                     try:
                         await watch.park()
                     finally:
@@ -419,6 +466,38 @@ class ResultHub:
         finally:
             if self._reader is None and self._idle:
                 next(iter(self._idle)).wake()  # hand the reading on
+
+    async def _lead(self, satisfied: Callable[[], bool], deadline: float) -> None:
+        """Read and dispatch until ``satisfied`` or ``deadline``, waking parked watches whose time is up."""
+        while not satisfied():
+            with anyio.CancelScope(deadline=min(deadline, self._earliest_parked())) as scope:
+                self._read_scope = scope
+                try:
+                    while not satisfied():
+                        await self._read_one()  # cancel-safe: what was received stays buffered
+                finally:
+                    self._read_scope = None
+            if scope.cancelled_caught:
+                now = anyio.current_time()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    heapq.heappop(self._deadlines)[2].wake()
+                if deadline <= now:
+                    return
+
+    def _park_until(self, watch: Watch, deadline: float) -> None:
+        if len(self._deadlines) > 2 * len(self._idle) + 64:  # mostly stale entries: keep the parked ones
+            self._deadlines = [entry for entry in self._deadlines if entry[2] in self._idle]
+            heapq.heapify(self._deadlines)
+        heapq.heappush(self._deadlines, (deadline, next(self._tiebreak), watch))
+        scope = self._read_scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline  # the reader wakes us in time
+
+    def _earliest_parked(self) -> float:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][2] not in self._idle:  # stale: that watch is not parked any more
+            heapq.heappop(deadlines)
+        return deadlines[0][0] if deadlines else math.inf
 
     async def _read_one(self) -> None:
         conn = self._conn
@@ -499,13 +578,16 @@ class ResultHub:
             if self._conn is not None:  # someone else reconnected meanwhile
                 return
             backoff = Backoff()
-            deadline = anyio.current_time() + self._reconnect_timeout
+            if self._reconnect_deadline is None:  # kept when a reader is interrupted: one budget per outage
+                self._reconnect_deadline = anyio.current_time() + self._reconnect_timeout
+            deadline = self._reconnect_deadline
             while not self._closed:
                 try:
                     conn = await RedisConnection.open(self._address, self._connect_timeout, resp3=True)
                     try:
                         await self._resubscribe(conn)
                         self._conn = conn
+                        self._reconnect_deadline = None
                         await self._fetch(list(self._watchers))
                         return
                     except ConnectionLost:
@@ -514,6 +596,7 @@ class ResultHub:
                         raise
                 except ConnectionLost as exc:
                     if anyio.current_time() + backoff.delay > deadline:
+                        self._reconnect_deadline = None
                         self._fail_all(exc)
                         return
                     await backoff.wait()
