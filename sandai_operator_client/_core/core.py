@@ -70,24 +70,31 @@ class _RandomPool(threading.local):
 
     def __init__(self) -> None:
         self.data = bytearray()
-        self.pid = os.getpid()
 
 
 _random = _RandomPool()
+
+
+def _forget_pooled_randomness() -> None:
+    global _random
+    _random = _RandomPool()  # a forked child must never reuse its parent's bytes
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pooled_randomness)
 
 
 def new_uuid4() -> str:
     """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without building a UUID object.
 
     One system call per 256 ids instead of one per id. A forked child never reuses its parent's
-    pooled bytes (the pool is refilled when the process id changed).
+    pooled bytes (the pool is dropped after a fork).
     """
-    pool = _random
-    if len(pool.data) < 16 or pool.pid != os.getpid():
-        pool.data = bytearray(os.urandom(4096))
-        pool.pid = os.getpid()
-    raw = pool.data[-16:]
-    del pool.data[-16:]
+    data = _random.data
+    if len(data) < 16:
+        data = _random.data = bytearray(os.urandom(4096))
+    raw = data[-16:]
+    del data[-16:]
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
@@ -243,9 +250,12 @@ class OperatorCore:
 
     async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[Tuple[List[Any], List[bytes]]]:
         """The LPUSHes (and envelopes) a watch can carry for ``tasks``; None when they go the usual way."""
-        if self._lpush_on_hub is None or not await self._hub.carries_commands():
+        if self._lpush_on_hub is None:
             return None
-        return self._lpush_on_hub.lpush_commands(tasks)
+        carries = self._hub.resp3  # known while connected: no await on the hot path
+        if carries is None:
+            carries = await self._hub.carries_commands()
+        return self._lpush_on_hub.lpush_commands(tasks) if carries else None
 
     async def _carried(self, tasks: Sequence[PreparedTask], envelopes: List[bytes], replies: Sequence[object]
                        ) -> List[Optional[Exception]]:
@@ -359,7 +369,8 @@ class OperatorCore:
                         await self._wait(watch, timeout)
                     else:
                         # the LPUSH reply precedes the result on the connection: one wait for both
-                        deadline = await self._wait(watch, timeout, or_failed_command=True)
+                        deadline = anyio.current_time() + max(timeout, 0)
+                        await self._hub.wait(watch, or_failed_command=True, deadline=deadline)
                         sent = True  # or its outcome is unknown (no reply in time): forget it all the same
                         if watch.replies:
                             (error,) = await self._carried([task], carried[1], watch.replies)

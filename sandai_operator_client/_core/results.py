@@ -93,11 +93,11 @@ class Watch:
         if self._event is not None:
             self._event.set()
 
-    async def park(self) -> None:
-        """Wait until :meth:`wake` is called."""
+    def park(self) -> Awaitable[None]:
+        """Await it to wait until :meth:`wake` is called."""
         if self._event is None or self._event.is_set():  # events cannot be cleared: a used one is replaced
             self._event = anyio.Event()
-        await self._event.wait()
+        return self._event.wait()
 
     def _reply(self, reply: object) -> None:
         self.replies.append(reply)
@@ -134,15 +134,21 @@ class _Expected:
 class _Watching:
     """``async with hub.watch(...)``: a plain class, cheaper per call than a generator-based manager."""
 
-    __slots__ = ("_hub", "_options", "_watch")
+    __slots__ = ("_await_replies", "_commands", "_fetch_existing", "_hub", "_watch", "_while_subscribing")
 
-    def __init__(self, hub: ResultHub, watch: Watch, options: Tuple[Any, ...]) -> None:
+    def __init__(self, hub: ResultHub, watch: Watch, fetch_existing: bool,
+                 while_subscribing: Optional[Callable[[], Awaitable[None]]],
+                 commands: Optional[Sequence[Tuple[object, ...]]], await_replies: bool) -> None:
         self._hub = hub
         self._watch = watch
-        self._options = options
+        self._fetch_existing = fetch_existing
+        self._while_subscribing = while_subscribing
+        self._commands = commands
+        self._await_replies = await_replies
 
     def __aenter__(self) -> Coroutine[Any, Any, Watch]:
-        return self._hub._open(self._watch, *self._options)
+        return self._hub._open(self._watch, self._fetch_existing, self._while_subscribing, self._commands,
+                               self._await_replies)
 
     def __aexit__(self, *exc_info: object) -> Coroutine[Any, Any, None]:
         return self._hub._release(self._watch)  # shields its own sending
@@ -231,6 +237,11 @@ class ResultHub:
         return len(self._watchers)
 
     @property
+    def resp3(self) -> Optional[bool]:
+        """Whether the connection speaks RESP3 (so watches can carry commands); None while there is none."""
+        return None if self._conn is None or self._closed else self._conn.resp3
+
+    @property
     def waiting(self) -> int:
         """How many watches are parked waiting for the reader."""
         return len(self._idle)
@@ -256,7 +267,7 @@ class ResultHub:
         ``wait(..., or_failed_command=True)``, the replies arrive before any result they lead to).
         Raises ``ConnectionLost`` when the backend cannot be reached.
         """
-        return _Watching(self, Watch(task_ids), (fetch_existing, while_subscribing, commands, await_replies))
+        return _Watching(self, Watch(task_ids), fetch_existing, while_subscribing, commands, await_replies)
 
     async def _open(self, watch: Watch, fetch_existing: bool,
                     while_subscribing: Optional[Callable[[], Awaitable[None]]],
@@ -301,16 +312,17 @@ class ResultHub:
         """Whether watches can carry commands (connects first; a RESP3 connection can)."""
         return (await self._connection()).resp3
 
-    async def wait(self, watch: Watch, count: Optional[int] = None, *, or_failed_command: bool = False,
-                   deadline: float = math.inf) -> None:
-        """Return once ``count`` ids (default: all) of ``watch`` have an outcome, or at ``deadline``
-        (``anyio.current_time()`` clock) with whatever arrived by then.
+    def wait(self, watch: Watch, count: Optional[int] = None, *, or_failed_command: bool = False,
+             deadline: float = math.inf) -> Awaitable[None]:
+        """Await it: returns once ``count`` ids (default: all) of ``watch`` have an outcome, or at
+        ``deadline`` (``anyio.current_time()`` clock) with whatever arrived by then.
 
         ``or_failed_command``: or once a command the watch carried failed (then no result will come).
+        (A plain method returning the waiting coroutine: one coroutine less per waiter.)
         """
         watch._need = len(watch.channels) if count is None else min(count, len(watch.channels))
         watch._or_failed_command = or_failed_command
-        await self._drive(watch, watch._has_outcomes, deadline)
+        return self._drive(watch, watch._has_outcomes, deadline)
 
     async def aclose(self) -> None:
         """Close the connection and resolve every remaining watch with ``ConnectionLost``."""
@@ -447,14 +459,14 @@ class ResultHub:
     async def _drive(self, watch: Watch, satisfied: Callable[[], bool], deadline: float = math.inf) -> None:
         try:
             while not satisfied():
-                if deadline != math.inf and anyio.current_time() >= deadline:
-                    return  # woken because time is up
                 if self._reader is None:
                     self._reader = watch
                     try:
                         await self._lead(satisfied, deadline)
                     finally:
                         self._reader = None
+                    if not satisfied():
+                        return  # the reader leaves unsatisfied only when its deadline passed
                 else:
                     self._idle.add(watch)
                     if deadline != math.inf:
@@ -463,6 +475,8 @@ class ResultHub:
                         await watch.park()
                     finally:
                         self._idle.discard(watch)
+                    if deadline != math.inf and not satisfied() and anyio.current_time() >= deadline:
+                        return  # woken because time is up
         finally:
             if self._reader is None and self._idle:
                 next(iter(self._idle)).wake()  # hand the reading on
