@@ -277,7 +277,9 @@ class OperatorCore:
     async def submit(self, input_artifacts: Any, options: Any, **controls: Any) -> str:
         """Publish one task; its id."""
         task = self.prepare(input_artifacts, options, **controls)
-        await self.publish_one(task)
+        (error,) = await self.publish([task])
+        if error is not None:
+            raise error
         return task.task_id
 
     def _prepare_batch(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Deque, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Awaitable, Deque, List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
@@ -266,14 +266,15 @@ class CommandChannel:
         """Run one command; error replies come back as :class:`RespError` values."""
         return (await self.execute_many([args]))[0]
 
-    async def execute_many(self, commands: Sequence[Command]) -> List[object]:
-        """Run commands back to back in one pipeline, coalesced with other callers' commands.
+    def execute_many(self, commands: Sequence[Command]) -> Awaitable[List[object]]:
+        """Await it: runs commands back to back in one pipeline, coalesced with other callers' commands.
 
-        Raises ``ConnectionLost`` when the server cannot be reached or stops answering.
+        Raises ``ConnectionLost`` when the server cannot be reached or stops answering. (A plain method
+        returning the group commit's coroutine: one coroutine less per waiting caller.)
         """
         if self._closed:
             raise ConnectionLost("the client is closed")
-        return await self._pipeline.submit(commands)
+        return self._pipeline.submit(commands)
 
     async def _flush(self, commands: List[Command]) -> List[object]:
         deferred, self._deferred = self._deferred, []
