@@ -38,6 +38,7 @@ from ..protocol.results import READY_STATES, decode_result_record, result_key
 from ..protocol.serialization import DecodeError, EncodeError
 from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
 from .broker import PreparedTask, Publisher, RedisPublisher
+from .loop import current_time
 from .redis import CommandChannel, ConnectionLost, parse_redis_url
 from .results import ResultHub, Watch
 from .tracing import end_task_span, start_task_span
@@ -330,7 +331,7 @@ class OperatorCore:
     async def _wait(self, watch: Watch, timeout: float, count: Optional[int] = None, *,
                     or_failed_command: bool = False) -> float:
         """Wait for results for at most ``timeout`` seconds; the deadline that was set."""
-        deadline = anyio.current_time() + max(timeout, 0)
+        deadline = current_time() + max(timeout, 0)
         await self._hub.wait(watch, count, or_failed_command=or_failed_command, deadline=deadline)
         return deadline
 
@@ -371,7 +372,7 @@ class OperatorCore:
                         await self._wait(watch, timeout)
                     else:
                         # the LPUSH reply precedes the result on the connection: one wait for both
-                        deadline = anyio.current_time() + max(timeout, 0)
+                        deadline = current_time() + max(timeout, 0)
                         await self._hub.wait(watch, or_failed_command=True, deadline=deadline)
                         sent = True  # or its outcome is unknown (no reply in time): forget it all the same
                         if watch.replies:
@@ -382,7 +383,7 @@ class OperatorCore:
                             if published is not None:
                                 published.append(task.task_id)
                             if task.task_id not in watch.outcomes:  # lost connection, but the task went out
-                                await self._wait(watch, deadline - anyio.current_time())
+                                await self._wait(watch, deadline - current_time())
                 finally:
                     if sent:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         await self._forget_later([task.task_id])
@@ -568,7 +569,7 @@ class OperatorCore:
         if not waiting:
             return
         by_id = {s[1]: s for s in waiting if s[1] is not None}
-        deadline = anyio.current_time() + max(budget, 0)
+        deadline = current_time() + max(budget, 0)
         yielded: set[Optional[str]] = set()
         try:
             async with self._hub.watch(list(by_id), fetch_existing=True) as watch:

@@ -18,6 +18,8 @@ from typing import Awaitable, Callable, Generic, List, Optional, Sequence, TypeV
 
 import anyio
 
+from .loop import new_event
+
 __all__ = ("GroupCommit",)
 
 T = TypeVar("T")
@@ -47,7 +49,7 @@ class _Queue(Generic[T, R]):
 
     def shared_event(self) -> anyio.Event:
         if self.event is None:
-            self.event = anyio.Event()
+            self.event = new_event()
         return self.event
 
     def wake_all(self) -> None:
@@ -81,7 +83,7 @@ class GroupCommit(Generic[T, R]):
         try:
             if self._flushing:
                 if len(queue.pending) == 1:  # the oldest queued caller: it may be handed the next flush
-                    pending.event = anyio.Event()
+                    pending.event = new_event()
                 while not pending.done and not pending.lead:
                     await (pending.event or queue.shared_event()).wait()
             if not pending.done:  # idle, or the flush was handed to us

@@ -53,6 +53,7 @@ from ..protocol.resp import Push, RespError, encode_command, encode_commands
 from ..protocol.results import ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
+from .loop import current_time, new_event
 from .redis import CommandChannel, ConnectionLost, RedisAddress, RedisConnection
 
 __all__ = ("Outcome", "ResultHub", "Watch")
@@ -96,7 +97,7 @@ class Watch:
     def park(self) -> Awaitable[None]:
         """Await it to wait until :meth:`wake` is called."""
         if self._event is None or self._event.is_set():  # events cannot be cleared: a used one is replaced
-            self._event = anyio.Event()
+            self._event = new_event()
         return self._event.wait()
 
     def _reply(self, reply: object) -> None:
@@ -475,7 +476,7 @@ class ResultHub:
                         await watch.park()
                     finally:
                         self._idle.discard(watch)
-                    if deadline != math.inf and not satisfied() and anyio.current_time() >= deadline:
+                    if deadline != math.inf and not satisfied() and current_time() >= deadline:
                         return  # woken because time is up
         finally:
             if self._reader is None and self._idle:
@@ -492,7 +493,7 @@ class ResultHub:
                 finally:
                     self._read_scope = None
             if scope.cancelled_caught:
-                now = anyio.current_time()
+                now = current_time()
                 while self._deadlines and self._deadlines[0][0] <= now:
                     heapq.heappop(self._deadlines)[2].wake()
                 if deadline <= now:
@@ -593,7 +594,7 @@ class ResultHub:
                 return
             backoff = Backoff()
             if self._reconnect_deadline is None:  # kept when a reader is interrupted: one budget per outage
-                self._reconnect_deadline = anyio.current_time() + self._reconnect_timeout
+                self._reconnect_deadline = current_time() + self._reconnect_timeout
             deadline = self._reconnect_deadline
             while not self._closed:
                 try:
@@ -609,7 +610,7 @@ class ResultHub:
                         self._conn = None
                         raise
                 except ConnectionLost as exc:
-                    if anyio.current_time() + backoff.delay > deadline:
+                    if current_time() + backoff.delay > deadline:
                         self._reconnect_deadline = None
                         self._fail_all(exc)
                         return

@@ -154,14 +154,15 @@ def encode_task(
 ) -> TaskMessage:
     """:func:`encode_task_message` for a sender that keeps one :class:`TaskShape` for all its tasks."""
     content_type, content_encoding = content_type_of(serializer)
-    body = dumps([list(args), dict(kwargs), _EMBED], serializer)
+    kwargs = kwargs if type(kwargs) is dict else dict(kwargs)
+    body = dumps([list(args), kwargs, _EMBED], serializer)
     return TaskMessage(
         task_id,
         body,
         content_type,
         content_encoding,
-        _safe_repr(tuple(args)),
-        _safe_repr(dict(kwargs)),
+        _safe_repr(tuple(args)) if args else "()",
+        _safe_repr(kwargs),
         shape,
         dict(extra_headers) if extra_headers else None,
     )

@@ -12,7 +12,8 @@ import base64
 import bisect
 import json
 from json.encoder import encode_basestring_ascii
-from typing import Any, Dict, List, Tuple
+from operator import itemgetter
+from typing import Any, Callable, Dict, List, Tuple
 
 from .celery import TaskMessage
 from .serialization import DecodeError
@@ -79,7 +80,7 @@ class RedisEnvelopeEncoder:
     """
 
     def __init__(self) -> None:
-        self._templates: Dict[Tuple[Any, ...], Tuple[str, Tuple[str, ...]]] = {}
+        self._templates: Dict[Tuple[Any, ...], Tuple[str, Callable[[Tuple[str, ...]], Tuple[str, ...]]]] = {}
 
     def encode(self, message: TaskMessage, *, queue: str, delivery_tag: str, exchange: str = "") -> bytes:
         """The list element for ``message`` published to ``queue``."""
@@ -91,18 +92,20 @@ class RedisEnvelopeEncoder:
             if len(self._templates) >= _TEMPLATE_CACHE_LIMIT:
                 self._templates.clear()
             found = self._templates[key] = _make_template(message, queue, exchange)
-        template, slots = found
-        values = {
-            "id": encode_basestring_ascii(message.task_id),
-            "argsrepr": encode_basestring_ascii(message.argsrepr),
-            "kwargsrepr": encode_basestring_ascii(message.kwargsrepr),
-            "body": f'"{base64.b64encode(message.body).decode("ascii")}"',
-            "tag": encode_basestring_ascii(delivery_tag),
-        }
-        return (template % tuple([values[slot] for slot in slots])).encode()
+        template, in_order = found
+        values = (  # in _SLOTS order
+            encode_basestring_ascii(message.task_id),
+            encode_basestring_ascii(message.argsrepr),
+            encode_basestring_ascii(message.kwargsrepr),
+            f'"{base64.b64encode(message.body).decode("ascii")}"',
+            encode_basestring_ascii(delivery_tag),
+        )
+        return (template % in_order(values)).encode()
 
 
-def _make_template(message: TaskMessage, queue: str, exchange: str) -> Tuple[str, Tuple[str, ...]]:
+def _make_template(message: TaskMessage, queue: str, exchange: str
+                   ) -> Tuple[str, Callable[[Tuple[str, ...]], Tuple[str, ...]]]:
+    """The envelope as a %-template, and what puts the slot values (in ``_SLOTS`` order) in its order."""
     placeholder_id = _PLACEHOLDER["id"]
     prototype = message._replace(task_id=placeholder_id, body=b"", argsrepr=_PLACEHOLDER["argsrepr"],
                                  kwargsrepr=_PLACEHOLDER["kwargsrepr"])
@@ -121,7 +124,8 @@ def _make_template(message: TaskMessage, queue: str, exchange: str) -> Tuple[str
         slots.append(encoded[marker])
         rest = rest[position + len(marker) :]
     pieces.append(rest.replace("%", "%%"))
-    return "%s".join(pieces), tuple(slots)
+    in_order = itemgetter(*[_SLOTS.index(slot) for slot in slots])  # several slots: returns a tuple
+    return "%s".join(pieces), in_order
 
 
 def decode_redis_envelope(raw: bytes) -> Tuple[Dict[str, Any], bytes]:

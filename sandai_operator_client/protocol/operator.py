@@ -43,11 +43,12 @@ PROBE_OPTIONS: Dict[str, Any] = {"test": True}
 
 def validate_artifacts(artifacts: Any) -> List[Dict[str, Any]]:
     """Check ``input_artifacts``: a list of dicts, each with a string ``uri``."""
-    if isinstance(artifacts, (str, bytes)) or not isinstance(artifacts, abc.Sequence):
+    if type(artifacts) is not list and (isinstance(artifacts, (str, bytes))
+                                        or not isinstance(artifacts, abc.Sequence)):
         raise InvalidTaskInputError(f"input_artifacts must be a list of dicts, not {type(artifacts).__name__}")
     checked = []
     for i, artifact in enumerate(artifacts):
-        if not isinstance(artifact, abc.Mapping):
+        if type(artifact) is not dict and not isinstance(artifact, abc.Mapping):
             raise InvalidTaskInputError(f"input_artifacts[{i}] must be a dict, not {type(artifact).__name__}")
         uri = artifact.get("uri")
         if not isinstance(uri, str) or not uri:
@@ -58,10 +59,10 @@ def validate_artifacts(artifacts: Any) -> List[Dict[str, Any]]:
 
 def validate_options(options: Any) -> Dict[str, Any]:
     """Check ``options``: a dict with string keys."""
-    if not isinstance(options, abc.Mapping):
+    if type(options) is not dict and not isinstance(options, abc.Mapping):
         raise InvalidTaskInputError(f"options must be a dict, not {type(options).__name__}")
     for key in options:
-        if not isinstance(key, str):
+        if type(key) is not str and not isinstance(key, str):
             raise InvalidTaskInputError(f"options keys must be strings, got {key!r}")
     return dict(options)
 
@@ -82,7 +83,8 @@ def build_task_payload(
         "options": validate_options(options),
     }
     if deadline is not None:
-        if not isinstance(deadline, (int, float)) or isinstance(deadline, bool) or not math.isfinite(deadline):
+        number = type(deadline) is float or (isinstance(deadline, (int, float)) and not isinstance(deadline, bool))
+        if not number or not math.isfinite(deadline):
             raise InvalidTaskInputError(f"deadline must be a finite number, not {deadline!r}")
         payload["deadline"] = float(deadline)
     if cancel_key:

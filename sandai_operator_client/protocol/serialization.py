@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Callable, Dict, Iterable, Tuple
+import threading
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import msgpack
 
@@ -108,13 +109,29 @@ _PLAIN_JSON = json.JSONDecoder()
 _KOMBU_JSON = json.JSONDecoder(object_hook=_object_hook)
 
 
+class _Packers(threading.local):
+    """A msgpack ``Packer`` per thread: ``packb`` builds one per call, which cost as much as the packing."""
+
+    packer: Optional[msgpack.Packer] = None
+
+
+_packers = _Packers()
+
+
+def _packer() -> msgpack.Packer:
+    packer = _packers.packer
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer
+
+
 def dumps(value: Any, serializer: str) -> bytes:
     """Serialize ``value``; raises :class:`EncodeError` for values the serializer cannot carry."""
     try:
         if serializer == "json":
             return json.dumps(value, cls=_KombuJSONEncoder).encode("utf-8")
         if serializer == "msgpack":
-            return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+            return _packer().pack(value)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(f"cannot serialize with {serializer}: {exc}") from exc
     content_type_of(serializer)  # raises the clear error for unknown names
