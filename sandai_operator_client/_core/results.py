@@ -485,7 +485,7 @@ class ResultHub:
     async def _lead(self, satisfied: Callable[[], bool], deadline: float) -> None:
         """Read and dispatch until ``satisfied`` or ``deadline``, waking parked watches whose time is up."""
         while not satisfied():
-            with anyio.CancelScope(deadline=min(deadline, self._earliest_parked())) as scope:
+            with anyio.CancelScope(deadline=self._earliest_parked(deadline)) as scope:
                 self._read_scope = scope
                 try:
                     while not satisfied():
@@ -508,11 +508,14 @@ class ResultHub:
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline  # the reader wakes us in time
 
-    def _earliest_parked(self) -> float:
+    def _earliest_parked(self, before: float) -> float:
+        """The earliest deadline of a parked watch, if earlier than ``before``; else ``before``."""
         deadlines = self._deadlines
-        while deadlines and deadlines[0][2] not in self._idle:  # stale: that watch is not parked any more
+        # Stale entries (watches no longer parked) only matter when they hide an earlier one; the
+        # reader is usually the oldest waiter, so it rarely has to look (and _park_until prunes).
+        while deadlines and deadlines[0][0] < before and deadlines[0][2] not in self._idle:
             heapq.heappop(deadlines)
-        return deadlines[0][0] if deadlines else math.inf
+        return deadlines[0][0] if deadlines and deadlines[0][0] < before else before
 
     async def _read_one(self) -> None:
         conn = self._conn

@@ -34,6 +34,8 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 
 def priority_list_name(queue: str, priority: int = 0) -> str:
     """The Redis list kombu uses for ``queue`` at message ``priority`` (rounded down to a step)."""
+    if priority <= 0:  # what every task of ours is sent with
+        return queue
     step = PRIORITY_STEPS[max(bisect.bisect(PRIORITY_STEPS, priority) - 1, 0)]
     return queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}"
 

@@ -10,7 +10,7 @@ nulls, booleans, doubles, big numbers, verbatim strings and blob errors; attribu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, List, Union
+from typing import Iterable, List, Sequence, Union
 
 __all__ = ("NEED_DATA", "Push", "RespError", "RespProtocolError", "RespReader", "encode_command", "encode_commands")
 
@@ -41,12 +41,8 @@ NEED_DATA = _NeedData()
 """Returned by :meth:`RespReader.next_reply` when the buffered bytes hold no complete reply yet."""
 
 
-def _bulk(arg: Arg) -> bytes:
-    if type(arg) is str:  # the common cases first, without the isinstance chain
-        data = arg.encode()
-    elif type(arg) is bytes:
-        data = arg
-    elif isinstance(arg, bytes):
+def _as_bytes(arg: Arg) -> bytes:
+    if isinstance(arg, bytes):
         data = arg
     elif isinstance(arg, str):
         data = arg.encode()
@@ -56,17 +52,29 @@ def _bulk(arg: Arg) -> bytes:
         data = repr(arg).encode()
     else:
         raise TypeError(f"RESP argument must be bytes, str, int or float, not {type(arg).__name__}")
-    return b"$%d\r\n%b\r\n" % (len(data), data)
+    return data
+
+
+def _add_command(parts: List[bytes], args: Sequence[Arg]) -> None:
+    parts.append(b"*%d\r\n" % len(args))
+    for arg in args:  # arguments are joined once, at the end (a task envelope is a kilobyte or more)
+        data = arg.encode() if type(arg) is str else arg if type(arg) is bytes else _as_bytes(arg)
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
 
 
 def encode_command(*args: Arg) -> bytes:
     """Encode one command as a RESP array of bulk strings."""
-    return b"*%d\r\n" % len(args) + b"".join([_bulk(a) for a in args])
+    parts: List[bytes] = []
+    _add_command(parts, args)
+    return b"".join(parts)
 
 
-def encode_commands(commands: Iterable[Iterable[Arg]]) -> bytes:
+def encode_commands(commands: Iterable[Sequence[Arg]]) -> bytes:
     """Encode several commands back to back (a pipeline)."""
-    return b"".join([encode_command(*cmd) for cmd in commands])
+    parts: List[bytes] = []
+    for command in commands:
+        _add_command(parts, command)
+    return b"".join(parts)
 
 
 class RespReader:
