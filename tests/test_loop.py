@@ -22,7 +22,7 @@ async def test_new_event_is_an_anyio_event_that_wakes_its_waiters() -> None:
         assert isinstance(event, anyio.Event)
         woken = []
 
-        async def waiter(event: anyio.Event = event) -> None:
+        async def waiter(event: anyio.Event = event, woken: list = woken) -> None:
             await event.wait()
             woken.append(True)
 

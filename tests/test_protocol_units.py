@@ -140,6 +140,22 @@ def test_resp_bulk_roundtrip(items: list[bytes]) -> None:
     assert reader.next_reply() == items
 
 
+@settings(max_examples=200)
+@given(st.lists(st.sampled_from([wire for wire, _ in RESP_CASES]), min_size=1, max_size=12), st.data())
+def test_resp_reader_reads_the_same_replies_however_the_bytes_arrive(wires: list[bytes], data: Any) -> None:
+    # the reader reads in place while everything is consumed and accumulates while a reply is partial:
+    # every way of cutting the stream must give the same replies, in order
+    stream = b"".join(wires)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(len(stream) - 1, 1)), max_size=10)))
+    reader = RespReader()
+    got: list[Any] = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+        reader.feed(stream[start:end])
+        got += reader.replies()
+    expected = [dict(RESP_CASES)[wire] for wire in wires]
+    assert got == expected
+
+
 @settings(max_examples=300)
 @given(st.binary(max_size=200))
 def test_resp_reader_never_crashes_on_garbage(data: bytes) -> None:

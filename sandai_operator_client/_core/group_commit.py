@@ -31,7 +31,7 @@ class _Pending(Generic[T, R]):
 
     def __init__(self, items: Sequence[T]) -> None:
         self.items = items
-        self.results: List[R] = []
+        self.results: Optional[List[R]] = None  # set by the flush
         self.error: Optional[BaseException] = None
         self.done = False
         self.lead = False  # the flush was handed to this caller
@@ -97,6 +97,7 @@ class GroupCommit(Generic[T, R]):
                     self._hand_off()
         if pending.error is not None:
             raise pending.error
+        assert pending.results is not None
         return pending.results
 
     def _hand_off(self) -> None:

@@ -83,28 +83,39 @@ class RespReader:
     __slots__ = ("_buf", "_pos")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf: Union[bytes, bytearray] = b""
         self._pos = 0
 
     def feed(self, data: bytes) -> None:
         """Append bytes received from the server."""
-        if self._pos >= len(self._buf):  # all consumed: start afresh (a bytearray never gives memory back)
-            self._buf = bytearray(data)
+        if self._pos >= len(self._buf):
+            # All consumed (the usual case): read the new bytes where they are. Bulk strings sliced
+            # from a bytes buffer are copied once; from a bytearray, twice.
+            self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
             return
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
+        # A reply is incomplete: accumulate in a bytearray, whose appends do not copy what is there.
+        if type(self._buf) is bytearray:
+            if self._pos:
+                del self._buf[: self._pos]
+        else:
+            self._buf = bytearray(memoryview(self._buf)[self._pos :])
+        self._pos = 0
         self._buf += data
 
     def replies(self) -> List[object]:
         """Every complete reply buffered now, in order (empty when none is complete yet)."""
         out: List[object] = []
-        while True:
-            reply = self.next_reply()
-            if reply is NEED_DATA:
-                return out
-            out.append(reply)
+        parse = self._parse
+        try:
+            while True:
+                result = parse(self._pos)
+                if result is NEED_DATA:
+                    return out
+                value, self._pos = result  # type: ignore[misc]
+                out.append(value)  # type: ignore[has-type]
+        except (ValueError, IndexError) as exc:
+            raise RespProtocolError(f"malformed RESP reply: {exc}") from exc
 
     def next_reply(self) -> object:
         """Return the next complete reply, or ``NEED_DATA``; raises :class:`RespProtocolError` on garbage."""
