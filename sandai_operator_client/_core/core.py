@@ -572,9 +572,10 @@ class OperatorCore:
         deadline = current_time() + max(budget, 0)
         yielded: set[Optional[str]] = set()
         try:
-            async with self._hub.watch(list(by_id), fetch_existing=True) as watch:
+            async with self._hub.watch(list(by_id), fetch_existing=True, in_order=True) as watch:
                 # no cancel scope may span a yield (the consumer may resume us from another task): each
                 # wait is bounded by the one deadline of the batch
+                assert watch.arrived is not None
                 while len(watch.arrived) or len(watch.outcomes) < len(watch.channels):
                     if not watch.arrived:
                         await self._hub.wait(watch, len(watch.outcomes) + 1, deadline=deadline)

@@ -63,25 +63,27 @@ _MGET_CHUNK = 1000
 
 
 class Watch:
-    """One caller's interest in some task ids. ``arrived`` lists ids in completion order.
+    """One caller's interest in some task ids. ``arrived`` lists ids in completion order (when asked for).
 
     ``replies`` holds the replies to the commands carried with the subscription, in order (a
     ``ConnectionLost`` for each command whose connection failed); ``command_failed`` tells whether any
     of them is an error.
     """
 
-    __slots__ = ("_event", "_need", "_or_failed_command", "arrived", "channels", "command_failed", "outcomes",
-                 "replies")
+    __slots__ = ("_event", "_need", "_or_failed_command", "_replies_due", "_wake_on_replies", "arrived", "channels",
+                 "command_failed", "outcomes", "replies")
 
-    def __init__(self, task_ids: Iterable[str]) -> None:
+    def __init__(self, task_ids: Iterable[str], *, in_order: bool = False) -> None:
         self.channels: Dict[str, str] = {result_key(t): t for t in task_ids}
         self.outcomes: Dict[str, Outcome] = {}
-        self.arrived: Deque[str] = deque()
+        self.arrived: Optional[Deque[str]] = deque() if in_order else None
         self.replies: List[object] = []
         self.command_failed = False
         self._event: Optional[anyio.Event] = None  # only a watch that parks needs one
         self._need = 0  # what the current wait needs: this many outcomes, or replies (_has_replies)
         self._or_failed_command = False
+        self._replies_due = 0  # replies to carried commands still to come go in self.replies
+        self._wake_on_replies = True  # False: wake the watch for them only when a command failed
 
     def _has_outcomes(self) -> bool:
         return len(self.outcomes) >= self._need or (self._or_failed_command and self.command_failed)
@@ -109,27 +111,15 @@ class Watch:
         task_id = self.channels.get(channel)
         if task_id is not None and task_id not in self.outcomes:
             self.outcomes[task_id] = outcome
-            self.arrived.append(task_id)
+            if self.arrived is not None:
+                self.arrived.append(task_id)
             self.wake()
 
-
-class _Expected:
-    """Replies a watch expects for the commands it carried (they arrive in the order they were sent)."""
-
-    __slots__ = ("count", "received", "wake_on_success", "watch")
-
-    def __init__(self, watch: Optional[Watch], count: int, *, wake_on_success: bool = True) -> None:
-        self.watch = watch  # None: nobody waits for the replies (clean-up commands)
-        self.count = count
-        self.received = 0
-        self.wake_on_success = wake_on_success  # False: wake the watch only when a command failed
-
-    def fail(self, exc: ConnectionLost) -> None:
-        missing, self.received = self.count - self.received, self.count
-        if self.watch is not None:
-            for _ in range(missing):
-                self.watch._reply(exc)
-            self.watch.wake()
+    def _fail_replies(self, exc: ConnectionLost) -> None:
+        """The replies still due will not come: ``exc`` stands in for each."""
+        for _ in range(self._replies_due - len(self.replies)):
+            self._reply(exc)
+        self.wake()
 
 
 class _Watching:
@@ -214,8 +204,9 @@ class ResultHub:
         self._conn: Optional[RedisConnection] = None
         self._connect_lock = anyio.Lock()
         self._outbox: List[bytes] = []  # (UN)SUBSCRIBE and carried commands waiting to be sent together
-        self._outbox_expected: List[_Expected] = []  # replies the carried commands in the outbox will get
-        self._expected: Deque[_Expected] = deque()  # replies due on the connection, in order
+        # Whose replies are due, in order: a watch that carried commands, or None for a clean-up DEL.
+        self._outbox_expected: List[Optional[Watch]] = []  # for the carried commands in the outbox
+        self._expected: Deque[Optional[Watch]] = deque()  # on the connection
         self._connected_once = False
         self._forget: List[str] = []  # consumed result keys to DEL with the next write
         self._send_pending = False
@@ -256,6 +247,7 @@ class ResultHub:
         while_subscribing: Optional[Callable[[], Awaitable[None]]] = None,
         commands: Optional[Sequence[Tuple[object, ...]]] = None,
         await_replies: bool = True,
+        in_order: bool = False,
     ) -> _Watching:
         """Subscribe to the ids' results for the duration of the block.
 
@@ -266,9 +258,11 @@ class ResultHub:
         :meth:`carries_commands`) go out in the same write, after the SUBSCRIBE; the block starts once
         their replies are in ``watch.replies`` (``await_replies=False``: at once; wait with
         ``wait(..., or_failed_command=True)``, the replies arrive before any result they lead to).
+        ``in_order``: keep ``watch.arrived``, the ids in the order their results came.
         Raises ``ConnectionLost`` when the backend cannot be reached.
         """
-        return _Watching(self, Watch(task_ids), fetch_existing, while_subscribing, commands, await_replies)
+        return _Watching(self, Watch(task_ids, in_order=in_order), fetch_existing, while_subscribing, commands,
+                         await_replies)
 
     async def _open(self, watch: Watch, fetch_existing: bool,
                     while_subscribing: Optional[Callable[[], Awaitable[None]]],
@@ -280,9 +274,9 @@ class ResultHub:
                 conn = self._conn if self._conn is not None and not self._closed else await self._connection()
                 if not conn.resp3:
                     raise ConnectionLost("this connection cannot carry commands (RESP2)")
-                expected = _Expected(watch, len(commands), wake_on_success=await_replies)
+                watch._replies_due, watch._wake_on_replies = len(commands), await_replies
                 await self._subscribe([c for c in watch.channels if c not in self._confirmed],
-                                      carry=(encode_commands(commands), expected))  # type: ignore[arg-type]
+                                      carry=(encode_commands(commands), watch))  # type: ignore[arg-type]
                 if await_replies:
                     watch._need = len(commands)
                     await self._drive(watch, watch._has_replies)
@@ -357,7 +351,7 @@ class ResultHub:
                         self._connected_once = True
         return self._conn
 
-    async def _write(self, data: bytes, *, now: bool = True, expected: Optional[_Expected] = None) -> None:
+    async def _write(self, data: bytes, *, now: bool = True, expected: Optional[Watch] = None) -> None:
         """Queue (UN)SUBSCRIBEs (and carried commands) and send the queue, coalescing concurrent writers.
 
         ``now=False`` leaves it queued to ride along with the next write (unsubscribes while other
@@ -394,7 +388,7 @@ class ResultHub:
     def _queue_forget(self) -> None:
         if self._forget:  # last in the write, so last in the replies expected
             self._outbox.append(encode_command("DEL", *self._forget))
-            self._outbox_expected.append(_Expected(None, 1))
+            self._outbox_expected.append(None)
             self._forget = []
 
     def _drop(self, conn: RedisConnection) -> None:
@@ -408,14 +402,16 @@ class ResultHub:
         """Carried commands will get no reply: maybe executed if they were sent, surely not if queued."""
         sent.maybe_sent = True
         expected, self._expected = self._expected, deque()
-        for entry in expected:
-            entry.fail(sent)
+        for watch in expected:
+            if watch is not None:
+                watch._fail_replies(sent)
         unsent = ConnectionLost(f"{sent}; the commands were not sent")
         queued, self._outbox_expected = self._outbox_expected, []
-        for entry in queued:
-            entry.fail(unsent)
+        for watch in queued:
+            if watch is not None:
+                watch._fail_replies(unsent)
 
-    async def _subscribe(self, channels: List[str], carry: Optional[Tuple[bytes, _Expected]] = None) -> None:
+    async def _subscribe(self, channels: List[str], carry: Optional[Tuple[bytes, Watch]] = None) -> None:
         if not channels and carry is None:
             return
         if self._conn is None or self._closed:
@@ -534,14 +530,14 @@ class ResultHub:
     def _dispatch(self, reply: object) -> None:
         if self._expected and type(reply) is not Push:
             # a reply to a carried command (on RESP3, pub/sub traffic comes as pushes)
-            entry = self._expected[0]
-            entry.received += 1
-            watch = entry.watch
-            if watch is not None:
-                watch._reply(reply)
-            if entry.received >= entry.count:
+            watch = self._expected[0]
+            if watch is None:  # a clean-up DEL's
                 self._expected.popleft()
-                if watch is not None and (entry.wake_on_success or watch.command_failed):
+                return
+            watch._reply(reply)
+            if len(watch.replies) >= watch._replies_due:
+                self._expected.popleft()
+                if watch._wake_on_replies or watch.command_failed:
                     watch.wake()
             return
         if not isinstance(reply, list) or len(reply) < 3:
