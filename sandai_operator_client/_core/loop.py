@@ -8,14 +8,21 @@ trio (or with no asyncio loop running in this thread) they are anyio's own.
 
 from __future__ import annotations
 
-from asyncio import _get_running_loop
-from typing import Callable, Optional
+import sys
+from typing import Any, Callable, Optional
 
 import anyio
 
 __all__ = ("current_time", "new_event")
 
 _asyncio_event: Optional[Callable[[], anyio.Event]] = None
+
+
+def _get_running_loop() -> Any:
+    # No asyncio loop can run where asyncio was never imported (and importing it here would cost trio
+    # users its megabytes).
+    asyncio = sys.modules.get("asyncio")
+    return None if asyncio is None else asyncio._get_running_loop()
 
 
 def current_time() -> float:
