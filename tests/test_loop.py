@@ -1,11 +1,11 @@
-"""The core's shortcuts to anyio's clock and events agree with anyio under asyncio and trio."""
+"""The core's shortcuts to anyio's clock and events behave as anyio's under asyncio and trio."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from sandai_operator_client._core.loop import current_time, new_event
+from sandai_operator_client._core.loop import current_time, new_event, new_wakeup
 
 pytestmark = pytest.mark.anyio
 
@@ -33,3 +33,30 @@ async def test_new_event_is_an_anyio_event_that_wakes_its_waiters() -> None:
             assert not woken
             event.set()
         assert woken == [True, True] and event.is_set()
+
+
+async def test_a_wakeup_wakes_its_one_waiter() -> None:
+    wakeup = new_wakeup()
+    assert not wakeup.is_set()
+    woken = []
+
+    async def waiter() -> None:
+        await wakeup.wait()
+        woken.append(True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.sleep(0.01)
+        assert not woken
+        wakeup.set()
+        wakeup.set()  # idempotent
+    assert woken == [True] and wakeup.is_set()
+
+
+async def test_a_wakeup_whose_waiter_was_cancelled_ignores_set() -> None:
+    wakeup = new_wakeup()
+    with anyio.move_on_after(0.01) as scope:
+        await wakeup.wait()
+    assert scope.cancelled_caught
+    wakeup.set()  # nobody to wake, and no error
+    assert new_wakeup() is not wakeup

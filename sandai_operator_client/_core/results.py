@@ -53,7 +53,7 @@ from ..protocol.resp import Push, RespError, encode_command, encode_commands
 from ..protocol.results import ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
-from .loop import current_time, new_event
+from .loop import Wakeup, current_time, new_wakeup
 from .redis import CommandChannel, ConnectionLost, RedisAddress, RedisConnection
 
 __all__ = ("Outcome", "ResultHub", "Watch")
@@ -79,7 +79,7 @@ class Watch:
         self.arrived: Optional[Deque[str]] = deque() if in_order else None
         self.replies: List[object] = []
         self.command_failed = False
-        self._event: Optional[anyio.Event] = None  # only a watch that parks needs one
+        self._event: Optional[Wakeup] = None  # only a watch that parks needs one
         self._need = 0  # what the current wait needs: this many outcomes, or replies (_has_replies)
         self._or_failed_command = False
         self._replies_due = 0  # replies to carried commands still to come go in self.replies
@@ -99,7 +99,7 @@ class Watch:
     def park(self) -> Awaitable[None]:
         """Await it to wait until :meth:`wake` is called."""
         if self._event is None or self._event.is_set():  # events cannot be cleared: a used one is replaced
-            self._event = new_event()
+            self._event = new_wakeup()  # only this watch's task waits on it
         return self._event.wait()
 
     def _reply(self, reply: object) -> None:
