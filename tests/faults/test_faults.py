@@ -278,3 +278,26 @@ async def test_server_without_resp3(tmp_path: Path) -> None:
                 assert hub.watched_channels == 0
     finally:
         server.stop()
+
+
+async def test_a_server_that_stops_answering_fails_the_pipeline_after_io_timeout(private_redis: PrivateRedis) -> None:
+    # SIGSTOP: the connection stays open but nothing comes back; the flush must give up, say the commands
+    # may have been sent, and drop the connection (a later pipeline reconnects)
+    import signal
+
+    from sandai_operator_client._core.redis import CommandChannel, ConnectionLost, parse_redis_url
+
+    channel = CommandChannel(parse_redis_url(private_redis.url), io_timeout=0.5)
+    assert await channel.execute("PING") == "PONG"
+    assert private_redis.proc is not None
+    private_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        with anyio.fail_after(10):
+            with pytest.raises(ConnectionLost, match=r"did not answer within 0\.5s") as caught:
+                await channel.execute("PING")
+        assert caught.value.maybe_sent
+    finally:
+        private_redis.proc.send_signal(signal.SIGCONT)
+    with anyio.fail_after(10):
+        assert await channel.execute("PING") == "PONG"
+    await channel.aclose()
