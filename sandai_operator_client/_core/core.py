@@ -278,9 +278,7 @@ class OperatorCore:
     async def submit(self, input_artifacts: Any, options: Any, **controls: Any) -> str:
         """Publish one task; its id."""
         task = self.prepare(input_artifacts, options, **controls)
-        (error,) = await self.publish([task])
-        if error is not None:
-            raise error
+        await self.publish_one(task)
         return task.task_id
 
     def _prepare_batch(
@@ -328,12 +326,10 @@ class OperatorCore:
             raise outcome
         return envelope_from_record(task_id, outcome)
 
-    async def _wait(self, watch: Watch, timeout: float, count: Optional[int] = None, *,
-                    or_failed_command: bool = False) -> float:
-        """Wait for results for at most ``timeout`` seconds; the deadline that was set."""
-        deadline = current_time() + max(timeout, 0)
-        await self._hub.wait(watch, count, or_failed_command=or_failed_command, deadline=deadline)
-        return deadline
+    @staticmethod
+    def _deadline(timeout: float) -> float:
+        """The hub's deadline (the event loop's clock) for a wait of at most ``timeout`` seconds."""
+        return current_time() + max(timeout, 0)
 
     async def get_result(self, task_id: str, timeout: Optional[float] = None) -> Any:
         """Wait for a published task's raw operator envelope (what Celery's ``AsyncResult.get`` returns).
@@ -344,7 +340,7 @@ class OperatorCore:
         limit = float("inf") if timeout is None else timeout
         try:
             async with self._hub.watch([task_id], fetch_existing=True) as watch:
-                await self._wait(watch, limit)
+                await self._hub.wait(watch, deadline=self._deadline(limit))
         except ConnectionLost as exc:
             raise self._connection_error(exc) from None
         return self._outcome_envelope(task_id, watch, limit)
@@ -369,10 +365,10 @@ class OperatorCore:
                         sent = True
                         if published is not None:
                             published.append(task.task_id)
-                        await self._wait(watch, timeout)
+                        await self._hub.wait(watch, deadline=self._deadline(timeout))
                     else:
                         # the LPUSH reply precedes the result on the connection: one wait for both
-                        deadline = current_time() + max(timeout, 0)
+                        deadline = self._deadline(timeout)
                         await self._hub.wait(watch, or_failed_command=True, deadline=deadline)
                         sent = True  # or its outcome is unknown (no reply in time): forget it all the same
                         if watch.replies:
@@ -383,7 +379,7 @@ class OperatorCore:
                             if published is not None:
                                 published.append(task.task_id)
                             if task.task_id not in watch.outcomes:  # lost connection, but the task went out
-                                await self._wait(watch, deadline - current_time())
+                                await self._hub.wait(watch, deadline=deadline)
                 finally:
                     if sent:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         await self._forget_later([task.task_id])
@@ -421,7 +417,7 @@ class OperatorCore:
             try:
                 async with self._hub.watch(ids, fetch_existing=True) as watch:
                     try:
-                        await self._wait(watch, budget)
+                        await self._hub.wait(watch, deadline=self._deadline(budget))
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         await self._forget_later(ids)
             except ConnectionLost as exc:
@@ -454,7 +450,7 @@ class OperatorCore:
                             errors[:] = await self._carried(prepared, carried[1], watch.replies)
                         published = errors.count(None)
                         if published:  # tasks that never went out have no result to wait for
-                            await self._wait(watch, budget, published)
+                            await self._hub.wait(watch, published, deadline=self._deadline(budget))
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         forgotten = True
                         await self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
@@ -569,7 +565,7 @@ class OperatorCore:
         if not waiting:
             return
         by_id = {s[1]: s for s in waiting if s[1] is not None}
-        deadline = current_time() + max(budget, 0)
+        deadline = self._deadline(budget)
         yielded: set[Optional[str]] = set()
         try:
             async with self._hub.watch(list(by_id), fetch_existing=True, in_order=True) as watch:

@@ -231,7 +231,8 @@ class ResultHub:
     @property
     def resp3(self) -> Optional[bool]:
         """Whether the connection speaks RESP3 (so watches can carry commands); None while there is none."""
-        return None if self._conn is None or self._closed else self._conn.resp3
+        conn = self._usable_connection()
+        return None if conn is None else conn.resp3
 
     @property
     def waiting(self) -> int:
@@ -271,7 +272,7 @@ class ResultHub:
             self._watchers.setdefault(channel, set()).add(watch)
         try:
             if commands:
-                conn = self._conn if self._conn is not None and not self._closed else await self._connection()
+                conn = self._usable_connection() or await self._connection()
                 if not conn.resp3:
                     raise ConnectionLost("this connection cannot carry commands (RESP2)")
                 watch._replies_due, watch._wake_on_replies = len(commands), await_replies
@@ -336,6 +337,10 @@ class ResultHub:
             await conn.aclose()
 
     # ------------------------------------------------------------------ connection
+    def _usable_connection(self) -> Optional[RedisConnection]:
+        """The connection when it can be used right now (the hot path's check, without an await)."""
+        return None if self._closed else self._conn
+
     async def _connection(self) -> RedisConnection:
         if self._closed:
             raise ConnectionLost("the client is closed")
@@ -414,7 +419,7 @@ class ResultHub:
     async def _subscribe(self, channels: List[str], carry: Optional[Tuple[bytes, Watch]] = None) -> None:
         if not channels and carry is None:
             return
-        if self._conn is None or self._closed:
+        if self._usable_connection() is None:
             await self._connection()
         if carry is None:  # carried commands need no confirmation: the server orders them after the SUBSCRIBE
             for channel in channels:
