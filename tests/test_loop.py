@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from sandai_operator_client._core.loop import current_time, new_event, new_wakeup
+from sandai_operator_client._core.loop import current_time, new_wakeup
 
 pytestmark = pytest.mark.anyio
 
@@ -14,25 +14,6 @@ async def test_current_time_is_anyios_clock() -> None:
     before = anyio.current_time()
     now = current_time()
     assert before <= now <= anyio.current_time()
-
-
-async def test_new_event_is_an_anyio_event_that_wakes_its_waiters() -> None:
-    first, second = new_event(), new_event()  # the second comes from the cached class on asyncio
-    for event in (first, second):
-        assert isinstance(event, anyio.Event)
-        woken = []
-
-        async def waiter(event: anyio.Event = event, woken: list = woken) -> None:
-            await event.wait()
-            woken.append(True)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(waiter)
-            tg.start_soon(waiter)
-            await anyio.sleep(0.01)
-            assert not woken
-            event.set()
-        assert woken == [True, True] and event.is_set()
 
 
 async def test_a_wakeup_wakes_its_one_waiter() -> None:

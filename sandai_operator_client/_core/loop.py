@@ -3,7 +3,7 @@
 ``anyio.current_time()`` and ``anyio.Event()`` first ask sniffio which async library is running, which
 on asyncio costs a lookup of the current task: a few percent of the CPU of 2,000 concurrent calls,
 which make one of each per call. asyncio's own running-loop accessor answers the question in C. Under
-trio (or with no asyncio loop running in this thread) they are anyio's own.
+trio (or with no asyncio loop running in this thread) anyio's own are used.
 
 ``new_wakeup()`` is an event for *one* waiter. On asyncio it is a bare future: an anyio event waits
 through two coroutines on an asyncio event with its own queue of futures, six objects per wait instead
@@ -14,13 +14,11 @@ waiter cancels the future it awaits. Events that many callers wait on stay anyio
 from __future__ import annotations
 
 import sys
-from typing import Any, Awaitable, Callable, Optional, Union
+from typing import Any, Awaitable, Union
 
 import anyio
 
-__all__ = ("Wakeup", "current_time", "new_event", "new_wakeup")
-
-_asyncio_event: Optional[Callable[[], anyio.Event]] = None
+__all__ = ("Wakeup", "current_time", "new_wakeup")
 
 
 def _get_running_loop() -> Any:
@@ -34,22 +32,6 @@ def current_time() -> float:
     """``anyio.current_time()``: the running event loop's clock."""
     loop = _get_running_loop()
     return loop.time() if loop is not None else anyio.current_time()
-
-
-def new_event() -> anyio.Event:
-    """``anyio.Event()`` for the running event loop."""
-    global _asyncio_event
-    if _get_running_loop() is None:
-        return anyio.Event()
-    if _asyncio_event is None:
-        event = anyio.Event()
-        backend_class = type(event)
-        try:  # anyio's asyncio event class builds itself without asking sniffio; if not, keep anyio's way
-            _asyncio_event = backend_class if type(backend_class()) is backend_class else anyio.Event
-        except TypeError:
-            _asyncio_event = anyio.Event
-        return event
-    return _asyncio_event()
 
 
 class _FutureWakeup:

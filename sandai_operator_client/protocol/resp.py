@@ -106,16 +106,11 @@ class RespReader:
     def replies(self) -> List[object]:
         """Every complete reply buffered now, in order (empty when none is complete yet)."""
         out: List[object] = []
-        parse = self._parse
-        try:
-            while True:
-                result = parse(self._pos)
-                if result is NEED_DATA:
-                    return out
-                value, self._pos = result  # type: ignore[misc]
-                out.append(value)  # type: ignore[has-type]
-        except (ValueError, IndexError) as exc:
-            raise RespProtocolError(f"malformed RESP reply: {exc}") from exc
+        while True:
+            reply = self.next_reply()
+            if reply is NEED_DATA:
+                return out
+            out.append(reply)
 
     def next_reply(self) -> object:
         """Return the next complete reply, or ``NEED_DATA``; raises :class:`RespProtocolError` on garbage."""
