@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from sandai_operator_client._core.loop import current_time, new_wakeup
+from sandai_operator_client._core.loop import current_time, new_wakeup, wake
 
 pytestmark = pytest.mark.anyio
 
@@ -16,28 +16,27 @@ async def test_current_time_is_anyios_clock() -> None:
     assert before <= now <= anyio.current_time()
 
 
-async def test_a_wakeup_wakes_its_one_waiter() -> None:
+async def test_a_wakeup_wakes_its_one_waiter_with_a_value() -> None:
     wakeup = new_wakeup()
-    assert not wakeup.is_set()
+    assert not wakeup.done()
     woken = []
 
     async def waiter() -> None:
-        await wakeup.wait()
-        woken.append(True)
+        woken.append(await wakeup)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter)
         await anyio.sleep(0.01)
         assert not woken
-        wakeup.set()
-        wakeup.set()  # idempotent
-    assert woken == [True] and wakeup.is_set()
+        wake(wakeup, "first")
+        wake(wakeup, "second")  # a done wakeup keeps its value
+    assert woken == ["first"] and wakeup.done() and not wakeup.cancelled() and wakeup.result() == "first"
 
 
-async def test_a_wakeup_whose_waiter_was_cancelled_ignores_set() -> None:
+async def test_a_wakeup_whose_waiter_was_cancelled_ignores_wake() -> None:
     wakeup = new_wakeup()
     with anyio.move_on_after(0.01) as scope:
-        await wakeup.wait()
+        await wakeup
     assert scope.cancelled_caught
-    wakeup.set()  # nobody to wake, and no error
+    wake(wakeup)  # nobody to wake, and no error
     assert new_wakeup() is not wakeup

@@ -6,7 +6,7 @@ does for a named queue, each operator queue is declared once per connection (dur
 direct exchange of the same name; the SDK's ``x-visibility-timeout`` argument is not one RabbitMQ checks
 for equivalence), so a task sent before any operator ever started waits in its queue instead of being
 dropped as unroutable. kombu is blocking: publishing runs in a worker thread (one at a time, one
-connection), and concurrent submissions coalesce into one hop through the group commit.
+connection); the core's group commit hands it concurrent submissions together, one hop per batch.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import anyio.to_thread
 
 from ..config import redact_url
 from .broker import PreparedTask
-from .group_commit import GroupCommit
 from .redis import ConnectionLost
 
 __all__ = ("KombuPublisher",)
@@ -38,13 +37,9 @@ class KombuPublisher:
         self._producer: Any = None
         self._declared: Set[str] = set()
         self._limiter = anyio.CapacityLimiter(1)
-        self._commit: GroupCommit[PreparedTask, Optional[str]] = GroupCommit(self._flush)
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
         """Publish in order; per task None or why it was not published."""
-        return await self._commit.submit(tasks)
-
-    async def _flush(self, tasks: List[PreparedTask]) -> List[Optional[str]]:
         return await anyio.to_thread.run_sync(self._publish_blocking, tasks, limiter=self._limiter)
 
     # ------------------------------------------------------------------ worker thread
@@ -99,7 +94,7 @@ class KombuPublisher:
             retry=False,
         )
 
-    def _publish_blocking(self, tasks: List[PreparedTask]) -> List[Optional[str]]:
+    def _publish_blocking(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
         results: List[Optional[str]] = []
         for index, task in enumerate(tasks):
             for attempt in (1, 2):

@@ -1,7 +1,8 @@
 """Publishers: put encoded task messages on the broker.
 
 ``RedisPublisher`` LPUSHes kombu's Redis envelope straight onto the queue's list through the group-commit
-command channel, so concurrent submissions and whole batches go out as one pipeline. Other transports
+command channel: a batch (the core hands it concurrent submissions together) is one pipeline, shared
+with whatever other commands are queued. Other transports
 (``amqp://`` and friends) go through ``KombuPublisher`` (``_core/amqp.py``), imported only when used.
 """
 
@@ -32,7 +33,7 @@ class PreparedTask(NamedTuple):
 
 
 class Publisher(Protocol):
-    """What the core needs from a broker."""
+    """What the core needs from a broker. The core calls ``publish`` for one batch at a time."""
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
         """Publish in order; one entry per task: None when published, else why not.
@@ -48,7 +49,7 @@ class Publisher(Protocol):
 
 
 class RedisPublisher:
-    """LPUSH onto kombu's Redis lists, pipelined with every other concurrent submission.
+    """LPUSH onto kombu's Redis lists, a batch per pipeline.
 
     When the connection breaks after the pipeline was written, whether each LPUSH happened is unknown;
     the publisher then settles it before answering, so no task is reported both failed and run: once

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections import abc
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import anyio
@@ -38,6 +38,7 @@ from ..protocol.results import READY_STATES, decode_result_record, result_key
 from ..protocol.serialization import DecodeError, EncodeError
 from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
 from .broker import PreparedTask, Publisher, RedisPublisher
+from .group_commit import GroupCommit
 from .loop import current_time
 from .redis import CommandChannel, ConnectionLost, parse_redis_url
 from .results import ResultHub, Watch
@@ -137,6 +138,7 @@ class OperatorCore:
             reconnect_timeout=reconnect_timeout,
         )
         self._publisher = self._make_publisher(config.broker_url)
+        self._publishing: GroupCommit[PreparedTask, Optional[Exception]] = GroupCommit(self._publish_batch)
         # Broker and backend on the same Redis database: a call's LPUSH can ride with its SUBSCRIBE on the
         # hub's connection (when that speaks RESP3), one write instead of two round trips.
         self._lpush_on_hub: Optional[RedisPublisher] = None
@@ -221,9 +223,18 @@ class OperatorCore:
         return PreparedTask(task_id, queue, message, new_uuid4(), None if traced is None else traced[0])
 
     # ------------------------------------------------------------------ publishing
-    async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[Exception]]:
-        """Publish tasks in one go; per task, None or the connection error that kept it from the queue."""
+    def publish(self, tasks: Sequence[PreparedTask]) -> Awaitable[List[Optional[Exception]]]:
+        """Await it: publishes ``tasks``; per task, None or the connection error that kept it from the queue.
+
+        Concurrent callers' tasks go out together (group commit: what is queued while one batch is in
+        flight is the next batch), so 10,000 concurrent submissions are a handful of pipelines and their
+        outcomes are mapped once per batch. A plain method returning the group commit's coroutine: a
+        queued caller waits through one coroutine, not three (the cyclic GC walks every suspended one).
+        """
         self._check_open()
+        return self._publishing.submit(tasks)
+
+    async def _publish_batch(self, tasks: List[PreparedTask]) -> List[Optional[Exception]]:
         if not tasks:
             return []
         try:
@@ -269,17 +280,16 @@ class OperatorCore:
             reasons = exc
         return self._published(tasks, reasons)
 
-    async def publish_one(self, task: PreparedTask) -> None:
-        """Publish one task; raises the ``OperatorConnectionError`` that kept it from the queue."""
-        (error,) = await self.publish([task])
+    async def publish_one(self, task: PreparedTask) -> str:
+        """Publish one task; its id, or raises the ``OperatorConnectionError`` that kept it from the queue."""
+        (error,) = await self.publish((task,))
         if error is not None:
             raise error
-
-    async def submit(self, input_artifacts: Any, options: Any, **controls: Any) -> str:
-        """Publish one task; its id."""
-        task = self.prepare(input_artifacts, options, **controls)
-        await self.publish_one(task)
         return task.task_id
+
+    def submit(self, input_artifacts: Any, options: Any, **controls: Any) -> Awaitable[str]:
+        """Await it: publishes one task; its id. Invalid input raises at the call, before anything is sent."""
+        return self.publish_one(self.prepare(input_artifacts, options, **controls))
 
     def _prepare_batch(
         self, tasks: Sequence[TaskSpec], controls: Dict[str, Any]

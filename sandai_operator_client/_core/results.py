@@ -53,7 +53,7 @@ from ..protocol.resp import Push, RespError, encode_command, encode_commands
 from ..protocol.results import ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
-from .loop import Wakeup, current_time, new_wakeup
+from .loop import Wakeup, current_time, new_wakeup, wake
 from .redis import CommandChannel, ConnectionLost, RedisAddress, RedisConnection
 
 __all__ = ("Outcome", "ResultHub", "Watch")
@@ -94,13 +94,13 @@ class Watch:
     def wake(self) -> None:
         """Wake the watch if it is parked (a watch that reads for itself looks again anyway)."""
         if self._event is not None:
-            self._event.set()
+            wake(self._event)
 
     def park(self) -> Awaitable[None]:
         """Await it to wait until :meth:`wake` is called."""
-        if self._event is None or self._event.is_set():  # events cannot be cleared: a used one is replaced
+        if self._event is None or self._event.done():  # one-shot: a used one is replaced
             self._event = new_wakeup()  # only this watch's task waits on it
-        return self._event.wait()
+        return self._event
 
     def _reply(self, reply: object) -> None:
         self.replies.append(reply)
