@@ -109,22 +109,79 @@ async def test_a_failed_flush_raises_in_every_caller_of_its_batch_only() -> None
     assert await commit.submit([7]) == [70]
 
 
-async def test_a_started_flush_completes_when_its_callers_are_cancelled() -> None:
+async def test_a_flush_carrying_other_callers_items_completes_when_its_flusher_is_cancelled() -> None:
+    batches: List[List[int]] = []
+    first_gate, second_started, second_gate = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def flush(items: List[int]) -> List[int]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            await first_gate.wait()
+        else:
+            second_started.set()
+            await second_gate.wait()
+        return [i * 10 for i in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(flush)
+    results: dict = {}
+    flusher_scope = anyio.CancelScope()
+
+    async def submit(i: int) -> None:
+        results[i] = await commit.submit([i])
+
+    async def second_flusher() -> None:
+        with flusher_scope:
+            await submit(2)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(submit, 1)
+        await anyio.sleep(0.01)
+        tg.start_soon(second_flusher)  # queued first: the next flush is handed to it
+        await anyio.sleep(0.01)
+        tg.start_soon(submit, 3)
+        await anyio.sleep(0.01)
+        first_gate.set()
+        await second_started.wait()
+        flusher_scope.cancel()  # its flush carries 3's item: it runs on, shielded
+        await anyio.sleep(0.05)
+        assert 3 not in results
+        second_gate.set()
+    assert batches == [[1], [2, 3]]
+    assert results == {1: [10], 2: [20], 3: [30]}  # the flush 2 led (cancelled) completed for 3, and for 2
+    assert not commit.busy
+
+
+async def test_a_flush_of_the_flushers_own_items_alone_is_cancellable() -> None:
+    never = anyio.Event()
+
+    async def stuck(items: List[int]) -> List[int]:
+        await never.wait()
+        return items
+
+    commit: GroupCommit[int, int] = GroupCommit(stuck)
+    with anyio.move_on_after(0.05) as scope:
+        await commit.submit([1])
+    assert scope.cancelled_caught
+    assert not commit.busy  # the next caller flushes
+
+
+async def test_a_started_flush_completes_when_its_queued_callers_are_cancelled() -> None:
     rec = Recorder()
     commit: GroupCommit[int, int] = GroupCommit(rec.flush)
+    results: dict = {}
 
-    async def release_later() -> None:
-        await anyio.sleep(0.2)
-        rec.gate.set()
+    async def submit(i: int) -> None:
+        results[i] = await commit.submit([i])
 
     async with anyio.create_task_group() as outer:
-        outer.start_soon(release_later)
+        outer.start_soon(submit, 1)
+        await rec.started.wait()
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(commit.submit, [1])
-                await rec.started.wait()
-                tg.start_soon(commit.submit, [2])  # queued behind the running flush
+                tg.start_soon(submit, 2)  # queued behind the running flush
                 await anyio.sleep(0.05)
-                scope.cancel()  # the running flush is shielded and completes; the queued caller withdraws
+                scope.cancel()  # the queued caller withdraws; the running flush goes on
+        rec.gate.set()
     assert rec.batches == [[1]]
+    assert results == {1: [10]}
     assert not commit.busy

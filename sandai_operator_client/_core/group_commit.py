@@ -3,8 +3,10 @@
 Whoever finds no flush running becomes the flusher; callers arriving meanwhile queue up and are served by
 the next flush, which a finished flusher hands to the oldest waiting caller (so no caller flushes for
 others indefinitely). A caller cancelled while queued withdraws its items: nothing of it is sent. Once a
-flush has started it runs to completion, shielded: a half-written pipeline would leave unread replies on
-the connection. No background task is involved, so this works under asyncio and trio alike.
+flush that carries other callers' items has started it runs to completion, shielded (they wait for its
+results); a flush of the flusher's own items alone is as cancellable as the flush function makes it
+(``CommandChannel`` shields its pipelines itself: a half-written one would leave unread replies on the
+connection). No background task is involved, so this works under asyncio and trio alike.
 
 A queued caller is two list entries (its items, its wakeup) and waits on its wakeup (``loop.py``: on
 asyncio a bare future), which receives its results, the flush's error, or the lead. 10,000 concurrent
@@ -88,22 +90,25 @@ class GroupCommit(Generic[T, R]):
     async def _lead(self, own: Sequence[T]) -> List[R]:
         """Flush ``own`` items with everything queued; ``own``'s results (or the flush's error)."""
         try:
+            waiters: List[Wakeup] = []
+            parts: List[Sequence[T]] = []
+            items = list(own)
+            for wakeup, part in zip(self._queued, self._queued_items):
+                if not wakeup.done():  # a waiter cancelled while queued sends nothing
+                    waiters.append(wakeup)
+                    parts.append(part)
+                    items += part
+            self._queued, self._queued_items = [], []
+            if not waiters:  # nobody else to answer: a cancelled flusher only loses its own results
+                return await self._flush(items)
             with anyio.CancelScope(shield=True):
-                results = await self._flush_batch(own)
+                results = await self._flush_for(items, own, waiters, parts)
         finally:
             self._hand_off()
         return results
 
-    async def _flush_batch(self, own: Sequence[T]) -> List[R]:
-        waiters: List[Wakeup] = []
-        parts: List[Sequence[T]] = []
-        items = list(own)
-        for wakeup, part in zip(self._queued, self._queued_items):
-            if not wakeup.done():  # a waiter cancelled while queued sends nothing
-                waiters.append(wakeup)
-                parts.append(part)
-                items += part
-        self._queued, self._queued_items = [], []
+    async def _flush_for(self, items: List[T], own: Sequence[T], waiters: List[Wakeup], parts: List[Sequence[T]]
+                         ) -> List[R]:
         try:
             results = await self._flush(items)
         except Exception as exc:  # every caller of the batch gets it

@@ -281,8 +281,9 @@ class CommandChannel:
         deferred, self._deferred = self._deferred, []
         sending = False
         try:
-            # a bare cancel scope: anyio.fail_after's generator-based manager cost a tenth of a blocking submit
-            with anyio.CancelScope(deadline=current_time() + self._io_timeout):
+            # Shielded: a pipeline cut short would leave unread replies on the connection. A bare cancel
+            # scope: anyio.fail_after's generator-based manager cost a tenth of a blocking submit.
+            with anyio.CancelScope(deadline=current_time() + self._io_timeout, shield=True):
                 if self._conn is None:
                     self._conn = await RedisConnection.open(self.address, self._connect_timeout)
                 sending = True
