@@ -157,3 +157,14 @@ def test_fork_child_gets_its_own_loop(operator_client: OperatorClient) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert operator_client.sync([], {"text": "parent again"})[1]["echo"] == "parent again"
+
+
+async def test_a_watch_is_entered_once(async_operator_client: AsyncOperatorClient, redis_admin: redis.Redis) -> None:
+    hub = async_operator_client._core.hub
+    watch = hub.watch(["never-published-" + os.urandom(4).hex()], fetch_existing=False)
+    async with watch:
+        assert hub.watched_channels == 1
+        with pytest.raises(RuntimeError, match="entered once"):
+            async with watch:
+                pass  # pragma: no cover
+    assert hub.watched_channels == 0

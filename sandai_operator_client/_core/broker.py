@@ -19,7 +19,11 @@ from ..protocol.results import result_key
 from .backoff import retry_while_disconnected
 from .redis import CommandChannel, ConnectionLost
 
-__all__ = ("PreparedTask", "Publisher", "RedisPublisher")
+__all__ = ("LPush", "PreparedTask", "Publisher", "RedisPublisher")
+
+
+LPush = Tuple[str, str, bytes]
+"""``("LPUSH", list name, envelope)``: one task's publication on Redis."""
 
 
 class PreparedTask(NamedTuple):
@@ -65,25 +69,22 @@ class RedisPublisher:
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
         """One LPUSH per task, all in one pipeline."""
-        commands, envelopes = self.lpush_commands(tasks)
+        commands = self.lpush_commands(tasks)
         try:
             replies = await self._commands.execute_many(commands)
         except ConnectionLost as exc:
             if not exc.maybe_sent:
                 raise
-            return await self._settle(tasks, envelopes, exc)
-        return await self.outcome(tasks, envelopes, replies)
+            return await self._settle(tasks, commands, exc)
+        return await self.outcome(tasks, commands, replies)
 
-    def lpush_commands(self, tasks: Sequence[PreparedTask]) -> Tuple[List[Tuple[object, ...]], List[bytes]]:
-        """The LPUSH of each task, and the envelope each pushes (to settle it if its connection fails)."""
+    def lpush_commands(self, tasks: Sequence[PreparedTask]) -> List[LPush]:
+        """The LPUSH of each task (its envelope is what settling looks for if its connection fails)."""
         encode = self._envelopes.encode
-        envelopes = [encode(t.message, queue=t.queue, delivery_tag=t.delivery_tag) for t in tasks]
-        commands: List[Tuple[object, ...]] = [
-            ("LPUSH", priority_list_name(t.queue, 0), envelope) for t, envelope in zip(tasks, envelopes)
-        ]
-        return commands, envelopes
+        return [("LPUSH", priority_list_name(t.queue, 0), encode(t.message, queue=t.queue, delivery_tag=t.delivery_tag))
+                for t in tasks]
 
-    async def outcome(self, tasks: Sequence[PreparedTask], envelopes: List[bytes], replies: Sequence[object]
+    async def outcome(self, tasks: Sequence[PreparedTask], commands: Sequence[LPush], replies: Sequence[object]
                       ) -> List[Optional[str]]:
         """Per task, None when its LPUSH reply says published, else why not.
 
@@ -102,16 +103,16 @@ class RedisPublisher:
         if unknown:
             lost = replies[unknown[0]]
             assert isinstance(lost, ConnectionLost)
-            settled = await self._settle([tasks[i] for i in unknown], [envelopes[i] for i in unknown], lost)
+            settled = await self._settle([tasks[i] for i in unknown], [commands[i] for i in unknown], lost)
             for i, reason in zip(unknown, settled):
                 reasons[i] = reason
         return reasons
 
-    async def _settle(self, tasks: Sequence[PreparedTask], envelopes: List[bytes], lost: ConnectionLost
+    async def _settle(self, tasks: Sequence[PreparedTask], commands: Sequence[LPush], lost: ConnectionLost
                       ) -> List[Optional[str]]:
         checks: List[Tuple[object, ...]] = []
-        for task, envelope in zip(tasks, envelopes):
-            checks += [("LREM", priority_list_name(task.queue, 0), 1, envelope),
+        for task, (_, queue_list, envelope) in zip(tasks, commands):
+            checks += [("LREM", queue_list, 1, envelope),
                        ("HEXISTS", "unacked", task.delivery_tag),
                        ("EXISTS", result_key(task.task_id))]
         replies: Optional[List[object]] = None

@@ -37,7 +37,7 @@ from ..protocol.operator import (
 from ..protocol.results import READY_STATES, decode_result_record, result_key
 from ..protocol.serialization import DecodeError, EncodeError
 from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
-from .broker import PreparedTask, Publisher, RedisPublisher
+from .broker import LPush, PreparedTask, Publisher, RedisPublisher
 from .group_commit import GroupCommit
 from .loop import current_time
 from .redis import CommandChannel, ConnectionLost, parse_redis_url
@@ -260,8 +260,8 @@ class OperatorCore:
                 "published %d of %d task(s)", errors.count(None), len(tasks))
         return errors
 
-    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[Tuple[List[Any], List[bytes]]]:
-        """The LPUSHes (and envelopes) a watch can carry for ``tasks``; None when they go the usual way."""
+    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[List[LPush]]:
+        """The LPUSHes a watch can carry for ``tasks``; None when they go the usual way."""
         if self._lpush_on_hub is None:
             return None
         carries = self._hub.resp3  # known while connected: no await on the hot path
@@ -269,13 +269,13 @@ class OperatorCore:
             carries = await self._hub.carries_commands()
         return self._lpush_on_hub.lpush_commands(tasks) if carries else None
 
-    async def _carried(self, tasks: Sequence[PreparedTask], envelopes: List[bytes], replies: Sequence[object]
+    async def _carried(self, tasks: Sequence[PreparedTask], lpushes: List[LPush], replies: Sequence[object]
                        ) -> List[Optional[Exception]]:
         """:meth:`publish`'s answer for LPUSHes a watch carried, from their replies."""
         assert self._lpush_on_hub is not None
         try:
             reasons: Union[List[Optional[str]], ConnectionLost] = await self._lpush_on_hub.outcome(
-                tasks, envelopes, replies)
+                tasks, lpushes, replies)
         except ConnectionLost as exc:
             reasons = exc
         return self._published(tasks, reasons)
@@ -368,7 +368,7 @@ class OperatorCore:
         try:
             carried = await self._lpush_with_watch([task])
             async with self._hub.watch([task.task_id], fetch_existing=False, await_replies=False,
-                                       commands=None if carried is None else carried[0]) as watch:
+                                       commands=carried) as watch:
                 try:
                     if carried is None:
                         await self.publish_one(task)
@@ -382,7 +382,7 @@ class OperatorCore:
                         await self._hub.wait(watch, or_failed_command=True, deadline=deadline)
                         sent = True  # or its outcome is unknown (no reply in time): forget it all the same
                         if watch.replies:
-                            (error,) = await self._carried([task], carried[1], watch.replies)
+                            (error,) = await self._carried([task], carried, watch.replies)
                             if error is not None:
                                 sent = False
                                 raise error
@@ -454,10 +454,10 @@ class OperatorCore:
                 carried = await self._lpush_with_watch(prepared)
                 async with self._hub.watch([t.task_id for t in prepared],
                                            while_subscribing=publish if carried is None else None,
-                                           commands=None if carried is None else carried[0]) as watch:
+                                           commands=carried) as watch:
                     try:
                         if carried is not None:
-                            errors[:] = await self._carried(prepared, carried[1], watch.replies)
+                            errors[:] = await self._carried(prepared, carried, watch.replies)
                         published = errors.count(None)
                         if published:  # tasks that never went out have no result to wait for
                             await self._hub.wait(watch, published, deadline=self._deadline(budget))

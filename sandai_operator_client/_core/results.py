@@ -63,17 +63,21 @@ _MGET_CHUNK = 1000
 
 
 class Watch:
-    """One caller's interest in some task ids. ``arrived`` lists ids in completion order (when asked for).
+    """One caller's interest in some task ids, from :meth:`ResultHub.watch`: ``async with`` it to subscribe
+    for the block. ``arrived`` lists ids in completion order (when asked for).
 
     ``replies`` holds the replies to the commands carried with the subscription, in order (a
     ``ConnectionLost`` for each command whose connection failed); ``command_failed`` tells whether any
     of them is an error.
     """
 
-    __slots__ = ("_event", "_need", "_or_failed_command", "_replies_due", "_wake_on_replies", "arrived", "channels",
-                 "command_failed", "outcomes", "replies")
+    __slots__ = ("_entry", "_event", "_hub", "_need", "_or_failed_command", "_replies_due", "_wake_on_replies",
+                 "arrived", "channels", "command_failed", "outcomes", "replies")
 
-    def __init__(self, task_ids: Iterable[str], *, in_order: bool = False) -> None:
+    def __init__(self, hub: ResultHub, task_ids: Iterable[str], entry: Tuple[Any, ...], *, in_order: bool = False
+                 ) -> None:
+        self._hub = hub
+        self._entry: Optional[Tuple[Any, ...]] = entry  # ResultHub._open's options, until entered
         self.channels: Dict[str, str] = {result_key(t): t for t in task_ids}
         self.outcomes: Dict[str, Outcome] = {}
         self.arrived: Optional[Deque[str]] = deque() if in_order else None
@@ -84,6 +88,17 @@ class Watch:
         self._or_failed_command = False
         self._replies_due = 0  # replies to carried commands still to come go in self.replies
         self._wake_on_replies = True  # False: wake the watch for them only when a command failed
+
+    # Plain methods returning the hub's coroutines (a watch is its own context manager: no extra object
+    # per call, and no coroutine of its own).
+    def __aenter__(self) -> Coroutine[Any, Any, Watch]:
+        entry, self._entry = self._entry, None
+        if entry is None:
+            raise RuntimeError("a watch is entered once")
+        return self._hub._open(self, *entry)
+
+    def __aexit__(self, *exc_info: object) -> Coroutine[Any, Any, None]:
+        return self._hub._release(self)  # shields its own sending
 
     def _has_outcomes(self) -> bool:
         return len(self.outcomes) >= self._need or (self._or_failed_command and self.command_failed)
@@ -120,29 +135,6 @@ class Watch:
         for _ in range(self._replies_due - len(self.replies)):
             self._reply(exc)
         self.wake()
-
-
-class _Watching:
-    """``async with hub.watch(...)``: a plain class, cheaper per call than a generator-based manager."""
-
-    __slots__ = ("_await_replies", "_commands", "_fetch_existing", "_hub", "_watch", "_while_subscribing")
-
-    def __init__(self, hub: ResultHub, watch: Watch, fetch_existing: bool,
-                 while_subscribing: Optional[Callable[[], Awaitable[None]]],
-                 commands: Optional[Sequence[Tuple[object, ...]]], await_replies: bool) -> None:
-        self._hub = hub
-        self._watch = watch
-        self._fetch_existing = fetch_existing
-        self._while_subscribing = while_subscribing
-        self._commands = commands
-        self._await_replies = await_replies
-
-    def __aenter__(self) -> Coroutine[Any, Any, Watch]:
-        return self._hub._open(self._watch, self._fetch_existing, self._while_subscribing, self._commands,
-                               self._await_replies)
-
-    def __aexit__(self, *exc_info: object) -> Coroutine[Any, Any, None]:
-        return self._hub._release(self._watch)  # shields its own sending
 
 
 class _Confirmation:
@@ -249,7 +241,7 @@ class ResultHub:
         commands: Optional[Sequence[Tuple[object, ...]]] = None,
         await_replies: bool = True,
         in_order: bool = False,
-    ) -> _Watching:
+    ) -> Watch:
         """Subscribe to the ids' results for the duration of the block.
 
         ``fetch_existing``: also look for records written before the subscription took effect (needed
@@ -262,8 +254,7 @@ class ResultHub:
         ``in_order``: keep ``watch.arrived``, the ids in the order their results came.
         Raises ``ConnectionLost`` when the backend cannot be reached.
         """
-        return _Watching(self, Watch(task_ids, in_order=in_order), fetch_existing, while_subscribing, commands,
-                         await_replies)
+        return Watch(self, task_ids, (fetch_existing, while_subscribing, commands, await_replies), in_order=in_order)
 
     async def _open(self, watch: Watch, fetch_existing: bool,
                     while_subscribing: Optional[Callable[[], Awaitable[None]]],
