@@ -226,10 +226,11 @@ class OperatorCore:
     def publish(self, tasks: Sequence[PreparedTask]) -> Awaitable[List[Optional[Exception]]]:
         """Await it: publishes ``tasks``; per task, None or the connection error that kept it from the queue.
 
-        Concurrent callers' tasks go out together (group commit: what is queued while one batch is in
-        flight is the next batch), so 10,000 concurrent submissions are a handful of pipelines and their
+        Concurrent callers' tasks go out together (group commit: what queues while one batch is in
+        flight is the next batch), so 10,000 concurrent submissions are a handful of pipelines, and their
         outcomes are mapped once per batch. A plain method returning the group commit's coroutine: a
-        queued caller waits through one coroutine, not three (the cyclic GC walks every suspended one).
+        queued submission is suspended in that one coroutine and ``publish_one``'s (it used to be four,
+        and the cyclic GC walks every suspended one).
         """
         self._check_open()
         return self._publishing.submit(tasks)

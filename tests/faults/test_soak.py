@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import random
-from collections import Counter
-from typing import Any, Dict
+import time
+from typing import Any, Dict, List, Tuple
 
 import anyio
 import pytest
@@ -23,15 +23,21 @@ from .conftest import PrivateRedis
 pytestmark = [pytest.mark.soak, pytest.mark.anyio, pytest.mark.timeout(0)]
 
 
-class _RunCounter(list):  # type: ignore[type-arg]
-    """The fake's log, reduced to how often each task id was run."""
+class _RunLog(list):  # type: ignore[type-arg]
+    """The fake's log, reduced to when each task id first ran, and every run of one that had run before."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.runs: Counter[str] = Counter()
+        self.first: Dict[str, float] = {}
+        self.again: List[Tuple[str, float, float, Any]] = []  # (task id, first run, this run, its options)
 
     def append(self, payload: Any) -> None:
-        self.runs[payload["_task_id"]] += 1
+        now = time.monotonic()
+        task_id = payload["_task_id"]
+        if task_id in self.first:
+            self.again.append((task_id, self.first[task_id], now, payload.get("options")))
+        else:
+            self.first[task_id] = now
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -40,11 +46,12 @@ async def test_soak(private_redis: PrivateRedis) -> None:
     rng = random.Random(7)
     operator = FakeOperator("soak", broker_url=private_redis.url, reliable=True,
                             behaviour=lambda p: Delay(rng.random() * 0.01, Echo()))
-    runs = _RunCounter()
+    runs = _RunLog()
     operator.received = runs
     admin = redis.Redis.from_url(private_redis.url)
     results: Dict[str, str] = {}
     kills = 0
+    kill_times: List[float] = []
     with operator.in_thread():
         async with create_async_client("soak", "v1", broker_url=private_redis.url, timeout=300) as client:
             done = anyio.Event()
@@ -53,6 +60,7 @@ async def test_soak(private_redis: PrivateRedis) -> None:
                 nonlocal kills
                 while not done.is_set():
                     await anyio.sleep(2)
+                    kill_times.append(time.monotonic())
                     kills += admin.client_kill_filter(_type="pubsub", skipme=True)
                     kills += admin.client_kill_filter(_type="normal", skipme=True)
 
@@ -80,5 +88,10 @@ async def test_soak(private_redis: PrivateRedis) -> None:
                 done.set()
                 tg.cancel_scope.cancel()
     assert len(results) == total and sorted(map(int, results.values())) == list(range(total))
-    assert max(runs.runs.values()) == 1, "a task ran twice"
+    # What a second run looked like, so that one can be told from the other causes: how long after the
+    # first, and how close to a connection kill.
+    assert not runs.again, "tasks ran twice: " + "; ".join(
+        f"{task_id} ({options!r}) again after {again - first:.3f}s, nearest kill "
+        f"{min((k - first for k in kill_times), key=abs, default=float('nan')):+.3f}s from its first run"
+        for task_id, first, again, options in runs.again[:5])
     assert kills > 0
