@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List, Union
 
 import anyio
 import pytest
@@ -13,13 +13,21 @@ pytestmark = pytest.mark.anyio
 
 
 class Recorder:
-    """A flush that records its batches and can be held open until released."""
+    """A group commit whose flush records its batches and can be held open until released."""
 
     def __init__(self) -> None:
         self.batches: List[List[int]] = []
         self.gate = anyio.Event()
         self.started = anyio.Event()
         self.fail = False
+        self.commit: GroupCommit[int, int] = GroupCommit(self.flush)
+        self.results: Dict[int, Union[List[int], str]] = {}  # per caller (its first item): results or error
+
+    async def submit(self, *items: int) -> None:
+        try:
+            self.results[items[0]] = await self.commit.submit(list(items))
+        except ValueError as exc:
+            self.results[items[0]] = str(exc)
 
     async def flush(self, items: List[int]) -> List[int]:
         self.batches.append(list(items))
@@ -32,37 +40,25 @@ class Recorder:
 
 async def test_callers_queued_during_a_flush_go_out_together() -> None:
     rec = Recorder()
-    commit: GroupCommit[int, int] = GroupCommit(rec.flush)
-    results: dict = {}
-
-    async def submit(i: int) -> None:
-        results[i] = await commit.submit([i, i + 100])
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(submit, 0)
+        tg.start_soon(rec.submit, 0, 100)
         await rec.started.wait()
         for i in range(1, 50):
-            tg.start_soon(submit, i)
+            tg.start_soon(rec.submit, i, i + 100)
             await anyio.sleep(0)  # queue them in this order (trio does not start tasks in order)
         await anyio.sleep(0.05)
         rec.gate.set()
     assert rec.batches[0] == [0, 100]
     assert rec.batches[1] == [x for i in range(1, 50) for x in (i, i + 100)]  # one flush for all queued
     assert len(rec.batches) == 2
-    assert results == {i: [i * 10, (i + 100) * 10] for i in range(50)}
-    assert not commit.busy
+    assert rec.results == {i: [i * 10, (i + 100) * 10] for i in range(50)}
+    assert not rec.commit.busy
 
 
 async def test_cancelled_queued_callers_are_withdrawn_and_the_flush_is_handed_on() -> None:
     rec = Recorder()
-    commit: GroupCommit[int, int] = GroupCommit(rec.flush)
-    results: dict = {}
-
-    async def submit(i: int) -> None:
-        results[i] = await commit.submit([i])
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(submit, 0)
+        tg.start_soon(rec.submit, 0)
         await rec.started.wait()
         scopes = []
         for i in range(1, 6):  # 1 is the oldest queued caller (the one the flush is handed to)
@@ -71,7 +67,7 @@ async def test_cancelled_queued_callers_are_withdrawn_and_the_flush_is_handed_on
 
             async def cancellable(i: int = i, scope: anyio.CancelScope = scope) -> None:
                 with scope:
-                    await submit(i)
+                    await rec.submit(i)
 
             tg.start_soon(cancellable)
             await anyio.sleep(0.01)  # queue them in this order (trio does not start tasks in order)
@@ -81,32 +77,23 @@ async def test_cancelled_queued_callers_are_withdrawn_and_the_flush_is_handed_on
         await anyio.sleep(0.05)
         rec.gate.set()
     assert rec.batches == [[0], [2, 4, 5]]
-    assert results == {0: [0], 2: [20], 4: [40], 5: [50]}
-    assert not commit.busy
+    assert rec.results == {0: [0], 2: [20], 4: [40], 5: [50]}
+    assert not rec.commit.busy
 
 
 async def test_a_failed_flush_raises_in_every_caller_of_its_batch_only() -> None:
     rec = Recorder()
-    commit: GroupCommit[int, int] = GroupCommit(rec.flush)
-    outcomes: dict = {}
-
-    async def submit(i: int) -> None:
-        try:
-            outcomes[i] = await commit.submit([i])
-        except ValueError as exc:
-            outcomes[i] = str(exc)
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(submit, 0)
+        tg.start_soon(rec.submit, 0)
         await rec.started.wait()
-        tg.start_soon(submit, 1)
-        tg.start_soon(submit, 2)
+        tg.start_soon(rec.submit, 1)
+        tg.start_soon(rec.submit, 2)
         await anyio.sleep(0.05)
         rec.fail = True
         rec.gate.set()
-    assert outcomes == {0: "flush failed", 1: "flush failed", 2: "flush failed"}
+    assert rec.results == {0: "flush failed", 1: "flush failed", 2: "flush failed"}
     rec.fail = False
-    assert await commit.submit([7]) == [70]
+    assert await rec.commit.submit([7]) == [70]
 
 
 async def test_a_flush_carrying_other_callers_items_completes_when_its_flusher_is_cancelled() -> None:
@@ -167,21 +154,15 @@ async def test_a_flush_of_the_flushers_own_items_alone_is_cancellable() -> None:
 
 async def test_a_started_flush_completes_when_its_queued_callers_are_cancelled() -> None:
     rec = Recorder()
-    commit: GroupCommit[int, int] = GroupCommit(rec.flush)
-    results: dict = {}
-
-    async def submit(i: int) -> None:
-        results[i] = await commit.submit([i])
-
     async with anyio.create_task_group() as outer:
-        outer.start_soon(submit, 1)
+        outer.start_soon(rec.submit, 1)
         await rec.started.wait()
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(submit, 2)  # queued behind the running flush
+                tg.start_soon(rec.submit, 2)  # queued behind the running flush
                 await anyio.sleep(0.05)
                 scope.cancel()  # the queued caller withdraws; the running flush goes on
         rec.gate.set()
     assert rec.batches == [[1]]
-    assert results == {1: [10]}
-    assert not commit.busy
+    assert rec.results == {1: [10]}
+    assert not rec.commit.busy

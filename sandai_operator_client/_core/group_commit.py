@@ -10,8 +10,8 @@ connection). No background task is involved, so this works under asyncio and tri
 
 A queued caller is two list entries (its items, its wakeup) and waits on its wakeup (``loop.py``: on
 asyncio a bare future), which receives its results, the flush's error, or the lead. 10,000 concurrent
-submissions each wait here, and the cyclic GC walks everything they hold: an object per caller more
-(a record of the caller, an event with its own future) cost a twentieth of their throughput.
+submissions each wait here, and the cyclic GC walks everything they hold: two objects per caller more
+(a record of the caller, an event wrapping its future) cost 7 % of their throughput.
 """
 
 from __future__ import annotations
