@@ -166,3 +166,37 @@ async def test_a_started_flush_completes_when_its_queued_callers_are_cancelled()
     assert rec.batches == [[1]]
     assert rec.results == {1: [10]}
     assert not rec.commit.busy
+
+
+class _Interrupt(BaseException):
+    pass
+
+
+async def test_a_flush_interrupted_by_a_base_exception_fails_its_other_callers_instead_of_leaving_them() -> None:
+    gate = anyio.Event()
+
+    async def interrupted(items: List[int]) -> List[int]:
+        await gate.wait()
+        raise _Interrupt()
+
+    commit: GroupCommit[int, int] = GroupCommit(interrupted)
+    outcomes: Dict[int, str] = {}
+
+    async def submit(i: int) -> None:
+        try:
+            await commit.submit([i])
+        except _Interrupt:
+            outcomes[i] = "interrupted"
+        except RuntimeError as exc:
+            outcomes[i] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(submit, 1)
+        await anyio.sleep(0.01)
+        tg.start_soon(submit, 2)  # queued: handed the next flush, which carries 3's item
+        await anyio.sleep(0.01)
+        tg.start_soon(submit, 3)
+        await anyio.sleep(0.01)
+        gate.set()
+    assert outcomes == {1: "interrupted", 2: "interrupted", 3: "the flush was interrupted: _Interrupt()"}
+    assert not commit.busy

@@ -38,7 +38,8 @@ class GroupCommit(Generic[T, R]):
     """Coalesce concurrent ``submit`` calls into batched ``flush`` calls.
 
     ``flush(items)`` returns one result per item, or raises an ``Exception`` that every caller of that
-    batch then receives.
+    batch then receives (interrupted by anything else, say ``KeyboardInterrupt``, the flusher gets that
+    and the other callers a ``RuntimeError`` saying so: their items' fate is unknown).
     """
 
     def __init__(self, flush: Callable[[List[T]], Awaitable[List[R]]]) -> None:
@@ -111,9 +112,10 @@ class GroupCommit(Generic[T, R]):
                          ) -> List[R]:
         try:
             results = await self._flush(items)
-        except Exception as exc:  # every caller of the batch gets it
+        except BaseException as exc:  # every caller of the batch gets the error (never a hang)
+            error = exc if isinstance(exc, Exception) else RuntimeError(f"the flush was interrupted: {exc!r}")
             for wakeup in waiters:
-                wake(wakeup, exc)
+                wake(wakeup, error)
             raise
         offset = len(own)
         for wakeup, part in zip(waiters, parts):
