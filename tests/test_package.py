@@ -32,6 +32,15 @@ def test_first_use_of_a_name_loads_what_it_needs() -> None:
     assert "sandai_operator_client._sync" in loaded and "anyio" in loaded
 
 
+def test_msgpack_is_loaded_by_its_first_use_not_by_a_client() -> None:
+    client = ("from sandai_operator_client import create_client\n"
+              "client = create_client('x', 'v1', broker_url='redis://127.0.0.1:1/0', result_backend='redis://127.0.0.1:1/0')")
+    assert "msgpack" not in _modules_after(client)
+    used = ("from sandai_operator_client.protocol.serialization import dumps, loads\n"
+            "assert loads(dumps({'a': [1]}, 'msgpack'), 'msgpack', ('msgpack',)) == {'a': [1]}")
+    assert "msgpack" in _modules_after(used)
+
+
 def test_every_public_name_resolves_and_is_listed() -> None:
     for name in sandai_operator_client.__all__:
         assert getattr(sandai_operator_client, name) is not None, name

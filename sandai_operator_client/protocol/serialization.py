@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 
-import msgpack
+if TYPE_CHECKING:
+    import msgpack
+
 
 __all__ = (
     "CONTENT_TYPES",
@@ -121,6 +123,8 @@ _packers = _Packers()
 def _packer() -> msgpack.Packer:
     packer = _packers.packer
     if packer is None:
+        import msgpack  # imported on first use: only msgpack users pay its 0.8 MB
+
         packer = _packers.packer = msgpack.Packer(use_bin_type=True)
     return packer
 
@@ -173,6 +177,8 @@ def loads(data: bytes, serializer: str, accept: Iterable[str] = SERIALIZERS) -> 
             if b'"__type__"' not in data:  # no kombu wrappers: the C decoder alone, no Python hook per object
                 return _PLAIN_JSON.decode(data.decode("utf-8"))
             return _KOMBU_JSON.decode(data.decode("utf-8"))
+        import msgpack
+
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except DecodeError:
         raise
