@@ -238,15 +238,16 @@ class OperatorCore:
     async def _publish_batch(self, tasks: List[PreparedTask]) -> List[Optional[Exception]]:
         if not tasks:
             return []
+        return await self._published(tasks, self._publisher.publish(tasks))
+
+    async def _published(self, tasks: Sequence[PreparedTask], answer: Awaitable[List[Optional[str]]]
+                         ) -> List[Optional[Exception]]:
+        """Per task, None or the error that kept it from the queue, from the publisher's ``answer`` (awaited
+        here: a ``ConnectionLost`` fails them all); ends the tasks' spans."""
         try:
-            reasons: Union[List[Optional[str]], ConnectionLost] = await self._publisher.publish(tasks)
+            reasons: Union[List[Optional[str]], ConnectionLost] = await answer
         except ConnectionLost as exc:
             reasons = exc
-        return self._published(tasks, reasons)
-
-    def _published(self, tasks: Sequence[PreparedTask], reasons: Union[List[Optional[str]], ConnectionLost]
-                   ) -> List[Optional[Exception]]:
-        """Per task, None or the error that kept it from the queue; ends the tasks' spans."""
         if isinstance(reasons, ConnectionLost):
             errors: List[Optional[Exception]] = [self._connection_error(reasons)] * len(tasks)
         else:
@@ -270,16 +271,11 @@ class OperatorCore:
             carries = await self._hub.carries_commands()
         return self._lpush_on_hub.lpush_commands(tasks) if carries else None
 
-    async def _carried(self, tasks: Sequence[PreparedTask], lpushes: List[LPush], replies: Sequence[object]
-                       ) -> List[Optional[Exception]]:
-        """:meth:`publish`'s answer for LPUSHes a watch carried, from their replies."""
+    def _carried(self, tasks: Sequence[PreparedTask], lpushes: List[LPush], replies: Sequence[object]
+                 ) -> Awaitable[List[Optional[Exception]]]:
+        """Await it: :meth:`publish`'s answer for LPUSHes a watch carried, from their replies."""
         assert self._lpush_on_hub is not None
-        try:
-            reasons: Union[List[Optional[str]], ConnectionLost] = await self._lpush_on_hub.outcome(
-                tasks, lpushes, replies)
-        except ConnectionLost as exc:
-            reasons = exc
-        return self._published(tasks, reasons)
+        return self._published(tasks, self._lpush_on_hub.outcome(tasks, lpushes, replies))
 
     async def publish_one(self, task: PreparedTask) -> str:
         """Publish one task; its id, or raises the ``OperatorConnectionError`` that kept it from the queue."""
