@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Union
+from typing import Dict, List, Sequence, Union
 
 import anyio
 import pytest
@@ -10,6 +10,10 @@ import pytest
 from sandai_operator_client._core.group_commit import GroupCommit
 
 pytestmark = pytest.mark.anyio
+
+
+def flattened(batches: List[Sequence[int]]) -> List[int]:
+    return [item for batch in batches for item in batch]
 
 
 class Recorder:
@@ -29,8 +33,9 @@ class Recorder:
         except ValueError as exc:
             self.results[items[0]] = str(exc)
 
-    async def flush(self, items: List[int]) -> List[int]:
-        self.batches.append(list(items))
+    async def flush(self, batches: List[Sequence[int]]) -> List[int]:
+        items = flattened(batches)
+        self.batches.append(items)
         self.started.set()
         await self.gate.wait()
         if self.fail:
@@ -81,6 +86,29 @@ async def test_cancelled_queued_callers_are_withdrawn_and_the_flush_is_handed_on
     assert not rec.commit.busy
 
 
+async def test_the_flush_gets_each_callers_items_as_given() -> None:
+    # a caller's lazy sequence (the Redis publisher's LPUSHes, encoded only as they are written) must
+    # reach the flush as it is, not copied into one list of everything
+    rec = Recorder()
+    first, queued = (1, 2), range(100, 103)
+    seen: List[List[Sequence[int]]] = []
+    flush = rec.flush
+
+    async def spying(batches: List[Sequence[int]]) -> List[int]:
+        seen.append(batches)
+        return await flush(batches)
+
+    rec.commit = GroupCommit(spying)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rec.commit.submit, first)
+        await rec.started.wait()
+        tg.start_soon(rec.commit.submit, queued)
+        await anyio.sleep(0.05)
+        rec.gate.set()
+    assert seen[1][0] is queued
+    assert rec.batches == [[1, 2], [100, 101, 102]]
+
+
 async def test_a_failed_flush_raises_in_every_caller_of_its_batch_only() -> None:
     rec = Recorder()
     async with anyio.create_task_group() as tg:
@@ -100,8 +128,9 @@ async def test_a_flush_carrying_other_callers_items_completes_when_its_flusher_i
     batches: List[List[int]] = []
     first_gate, second_started, second_gate = anyio.Event(), anyio.Event(), anyio.Event()
 
-    async def flush(items: List[int]) -> List[int]:
-        batches.append(list(items))
+    async def flush(served: List[Sequence[int]]) -> List[int]:
+        items = flattened(served)
+        batches.append(items)
         if len(batches) == 1:
             await first_gate.wait()
         else:
@@ -141,9 +170,9 @@ async def test_a_flush_carrying_other_callers_items_completes_when_its_flusher_i
 async def test_a_flush_of_the_flushers_own_items_alone_is_cancellable() -> None:
     never = anyio.Event()
 
-    async def stuck(items: List[int]) -> List[int]:
+    async def stuck(batches: List[Sequence[int]]) -> List[int]:
         await never.wait()
-        return items
+        return flattened(batches)
 
     commit: GroupCommit[int, int] = GroupCommit(stuck)
     with anyio.move_on_after(0.05) as scope:
@@ -175,7 +204,7 @@ class _Interrupt(BaseException):
 async def test_a_flush_interrupted_by_a_base_exception_fails_its_other_callers_instead_of_leaving_them() -> None:
     gate = anyio.Event()
 
-    async def interrupted(items: List[int]) -> List[int]:
+    async def interrupted(batches: List[Sequence[int]]) -> List[int]:
         await gate.wait()
         raise _Interrupt()
 

@@ -28,6 +28,8 @@ from sandai_operator_client.protocol.resp import (
     RespProtocolError,
     RespReader,
     encode_command,
+    encode_commands,
+    encode_pipeline,
 )
 from sandai_operator_client.protocol.results import decode_result_record, encode_result_record
 from sandai_operator_client.protocol.serialization import DecodeError, EncodeError, dumps, loads
@@ -138,6 +140,21 @@ def test_resp_bulk_roundtrip(items: list[bytes]) -> None:
     reader = RespReader()
     reader.feed(encode_command(*items) if items else b"*0\r\n")
     assert reader.next_reply() == items
+
+
+@given(st.lists(st.lists(st.binary(max_size=300), min_size=1, max_size=4), max_size=30), st.integers(1, 2000))
+def test_encode_pipeline_pieces_are_whole_commands(commands: list[list[bytes]], chunk_size: int) -> None:
+    # sent piece by piece, a pipeline must be the same bytes as encoded at once, and a piece never
+    # splits a command (so pieces can be written as they are made)
+    pieces = list(encode_pipeline(commands, chunk_size))
+    assert b"".join(pieces) == encode_commands(commands)
+    reader = RespReader()
+    for piece in pieces:
+        reader.feed(piece)
+        assert reader.next_reply() is not NEED_DATA
+        while reader.next_reply() is not NEED_DATA:
+            pass
+    assert all(len(piece) < chunk_size + 2000 for piece in pieces[:-1])
 
 
 @settings(max_examples=200)

@@ -37,7 +37,7 @@ from ..protocol.operator import (
 from ..protocol.results import READY_STATES, decode_result_record, result_key
 from ..protocol.serialization import DecodeError, EncodeError
 from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
-from .broker import LPush, PreparedTask, Publisher, RedisPublisher
+from .broker import LPushes, PreparedTask, Publisher, RedisPublisher
 from .group_commit import GroupCommit
 from .loop import current_time
 from .redis import CommandChannel, ConnectionLost, parse_redis_url
@@ -235,7 +235,8 @@ class OperatorCore:
         self._check_open()
         return self._publishing.submit(tasks)
 
-    async def _publish_batch(self, tasks: List[PreparedTask]) -> List[Optional[Exception]]:
+    async def _publish_batch(self, batches: List[Sequence[PreparedTask]]) -> List[Optional[Exception]]:
+        tasks = [task for batch in batches for task in batch]
         if not tasks:
             return []
         return await self._published(tasks, self._publisher.publish(tasks))
@@ -262,7 +263,7 @@ class OperatorCore:
                 "published %d of %d task(s)", errors.count(None), len(tasks))
         return errors
 
-    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[List[LPush]]:
+    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[LPushes]:
         """The LPUSHes a watch can carry for ``tasks``; None when they go the usual way."""
         if self._lpush_on_hub is None:
             return None
@@ -271,7 +272,7 @@ class OperatorCore:
             carries = await self._hub.carries_commands()
         return self._lpush_on_hub.lpush_commands(tasks) if carries else None
 
-    def _carried(self, tasks: Sequence[PreparedTask], lpushes: List[LPush], replies: Sequence[object]
+    def _carried(self, tasks: Sequence[PreparedTask], lpushes: LPushes, replies: Sequence[object]
                  ) -> Awaitable[List[Optional[Exception]]]:
         """Await it: :meth:`publish`'s answer for LPUSHes a watch carried, from their replies."""
         assert self._lpush_on_hub is not None

@@ -37,12 +37,14 @@ def _led(wakeup: Wakeup) -> bool:
 class GroupCommit(Generic[T, R]):
     """Coalesce concurrent ``submit`` calls into batched ``flush`` calls.
 
-    ``flush(items)`` returns one result per item, or raises an ``Exception`` that every caller of that
-    batch then receives (interrupted by anything else, say ``KeyboardInterrupt``, the flusher gets that
-    and the other callers a ``RuntimeError`` saying so: their items' fate is unknown).
+    ``flush(batches)`` gets the items of each caller it serves (the flusher's first, then the queued
+    callers' in arrival order; handed over as they came, so a lazy sequence stays lazy) and returns one
+    result per item, in that order, or raises an ``Exception`` that every caller of that batch then
+    receives (interrupted by anything else, say ``KeyboardInterrupt``, the flusher gets that and the
+    other callers a ``RuntimeError`` saying so: their items' fate is unknown).
     """
 
-    def __init__(self, flush: Callable[[List[T]], Awaitable[List[R]]]) -> None:
+    def __init__(self, flush: Callable[[List[Sequence[T]]], Awaitable[List[R]]]) -> None:
         self._flush = flush
         self._queued_items: List[Sequence[T]] = []  # per queued caller, in arrival order
         self._queued: List[Wakeup] = []  # and its wakeup, at the same index
@@ -92,34 +94,32 @@ class GroupCommit(Generic[T, R]):
         """Flush ``own`` items with everything queued; ``own``'s results (or the flush's error)."""
         try:
             waiters: List[Wakeup] = []
-            parts: List[Sequence[T]] = []
-            items = list(own)
+            batches: List[Sequence[T]] = [own]
             for wakeup, part in zip(self._queued, self._queued_items):
                 if not wakeup.done():  # a waiter cancelled while queued sends nothing
                     waiters.append(wakeup)
-                    parts.append(part)
-                    items += part
+                    batches.append(part)
             self._queued, self._queued_items = [], []
             if not waiters:  # nobody else to answer: a cancelled flusher only loses its own results
-                return await self._flush(items)
+                return await self._flush(batches)
             with anyio.CancelScope(shield=True):
-                results = await self._flush_for(items, own, waiters, parts)
+                results = await self._flush_for(batches, waiters)
         finally:
             self._hand_off()
         return results
 
-    async def _flush_for(self, items: List[T], own: Sequence[T], waiters: List[Wakeup], parts: List[Sequence[T]]
-                         ) -> List[R]:
+    async def _flush_for(self, batches: List[Sequence[T]], waiters: List[Wakeup]) -> List[R]:
         try:
-            results = await self._flush(items)
+            results = await self._flush(batches)
         except BaseException as exc:  # every caller of the batch gets the error (never a hang)
             error = exc if isinstance(exc, Exception) else RuntimeError(f"the flush was interrupted: {exc!r}")
             for wakeup in waiters:
                 wake(wakeup, error)
             raise
-        offset = len(own)
-        for wakeup, part in zip(waiters, parts):
+        own = len(batches[0])
+        offset = own
+        for wakeup, part in zip(waiters, batches[1:]):
             end = offset + len(part)
             wake(wakeup, results[offset:end])
             offset = end
-        return results[: len(own)]
+        return results[:own]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from itertools import chain
 from itertools import count as _counter
 from typing import (
     Any,
@@ -38,6 +39,7 @@ from typing import (
     Deque,
     Dict,
     Iterable,
+    Iterator,
     List,
     Optional,
     Sequence,
@@ -49,7 +51,7 @@ from typing import (
 import anyio
 
 from ..errors import ResultDecodeError
-from ..protocol.resp import Push, RespError, encode_command, encode_commands
+from ..protocol.resp import PIECE_SIZE, Push, RespError, encode_command, encode_pipeline
 from ..protocol.results import ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
@@ -57,6 +59,22 @@ from .loop import Wakeup, current_time, new_wakeup, wake
 from .redis import CommandChannel, ConnectionLost, RedisAddress, RedisConnection
 
 __all__ = ("Outcome", "ResultHub", "Watch")
+
+
+def _pieces(outbox: List[Union[bytes, Iterator[bytes]]]) -> Iterator[bytes]:
+    """What to send for ``outbox``: small writes joined into one piece (one system call for many
+    callers' commands), a long carried pipeline piece by piece as it is encoded."""
+    run: List[bytes] = []
+    size = 0
+    for entry in outbox:
+        for piece in (entry,) if isinstance(entry, bytes) else entry:
+            if size + len(piece) > PIECE_SIZE and run:
+                yield b"".join(run)
+                run, size = [], 0
+            run.append(piece)
+            size += len(piece)
+    if run:
+        yield b"".join(run)
 
 Outcome = Union[ResultRecord, Exception]
 _MGET_CHUNK = 1000
@@ -195,7 +213,9 @@ class ResultHub:
         self._reconnect_timeout = reconnect_timeout
         self._conn: Optional[RedisConnection] = None
         self._connect_lock = anyio.Lock()
-        self._outbox: List[bytes] = []  # (UN)SUBSCRIBE and carried commands waiting to be sent together
+        # (UN)SUBSCRIBEs and DELs (bytes) and carried commands (encoded as they are sent) waiting to go
+        # out together.
+        self._outbox: List[Union[bytes, Iterator[bytes]]] = []
         # Whose replies are due, in order: a watch that carried commands, or None for a clean-up DEL.
         self._outbox_expected: List[Optional[Watch]] = []  # for the carried commands in the outbox
         self._expected: Deque[Optional[Watch]] = deque()  # on the connection
@@ -268,7 +288,7 @@ class ResultHub:
                     raise ConnectionLost("this connection cannot carry commands (RESP2)")
                 watch._replies_due, watch._wake_on_replies = len(commands), await_replies
                 await self._subscribe([c for c in watch.channels if c not in self._confirmed],
-                                      carry=(encode_commands(commands), watch))  # type: ignore[arg-type]
+                                      carry=(commands, watch))
                 if await_replies:
                     watch._need = len(commands)
                     await self._drive(watch, watch._has_replies)
@@ -318,8 +338,11 @@ class ResultHub:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             self._queue_forget()
-            if self._outbox:  # queued clean-up (unsubscribes, DELs of consumed results): best effort
-                data, self._outbox = b"".join(self._outbox), []
+            # Queued clean-up (unsubscribes, DELs of consumed results), best effort. Not carried
+            # commands: their callers have just been told they were not sent.
+            data = b"".join(entry for entry in self._outbox if isinstance(entry, bytes))
+            self._outbox = []
+            if data:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                     try:
                         await conn.send(data)
@@ -347,7 +370,8 @@ class ResultHub:
                         self._connected_once = True
         return self._conn
 
-    async def _write(self, data: bytes, *, now: bool = True, expected: Optional[Watch] = None) -> None:
+    async def _write(self, data: Union[bytes, Iterator[bytes]], *, now: bool = True, expected: Optional[Watch] = None
+                     ) -> None:
         """Queue (UN)SUBSCRIBEs (and carried commands) and send the queue, coalescing concurrent writers.
 
         ``now=False`` leaves it queued to ride along with the next write (unsubscribes while other
@@ -372,12 +396,12 @@ class ResultHub:
         if conn is None or not self._outbox:
             return  # the reconnect re-subscribes everything watched (and fails carried commands)
         self._queue_forget()
-        data, self._outbox = b"".join(self._outbox), []
+        outbox, self._outbox = self._outbox, []
         if self._outbox_expected:  # due before the send starts: a reader may see replies before it ends
             self._expected.extend(self._outbox_expected)
             self._outbox_expected = []
         try:
-            await conn.send(data)
+            await conn.send_pieces(_pieces(outbox))
         except ConnectionLost:
             self._drop(conn)
 
@@ -407,7 +431,8 @@ class ResultHub:
             if watch is not None:
                 watch._fail_replies(unsent)
 
-    async def _subscribe(self, channels: List[str], carry: Optional[Tuple[bytes, Watch]] = None) -> None:
+    async def _subscribe(self, channels: List[str],
+                         carry: Optional[Tuple[Sequence[Tuple[object, ...]], Watch]] = None) -> None:
         if not channels and carry is None:
             return
         if self._usable_connection() is None:
@@ -417,11 +442,12 @@ class ResultHub:
                 confirmed = _Confirmation()
                 self._acks.setdefault(channel, deque()).append(confirmed)
                 self._confirmed[channel] = confirmed
-        data = encode_command("SUBSCRIBE", *channels) if channels else b""
         if carry is None:
-            await self._write(data)
-        else:
-            await self._write(data + carry[0], expected=carry[1])
+            await self._write(encode_command("SUBSCRIBE", *channels))
+        else:  # encoded as it is sent: a batch's carried LPUSHes are megabytes
+            commands, watch = carry
+            subscribe = (("SUBSCRIBE", *channels),) if channels else ()
+            await self._write(encode_pipeline(chain(subscribe, commands)), expected=watch)  # type: ignore[arg-type]
 
     async def _release(self, watch: Watch) -> None:
         gone = []

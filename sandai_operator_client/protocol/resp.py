@@ -10,9 +10,10 @@ nulls, booleans, doubles, big numbers, verbatim strings and blob errors; attribu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, List, Sequence, Union
+from typing import Iterable, Iterator, List, Sequence, Union
 
-__all__ = ("NEED_DATA", "Push", "RespError", "RespProtocolError", "RespReader", "encode_command", "encode_commands")
+__all__ = ("NEED_DATA", "PIECE_SIZE", "Push", "RespError", "RespProtocolError", "RespReader", "encode_command",
+           "encode_commands", "encode_pipeline")
 
 Arg = Union[bytes, str, int, float]
 
@@ -55,11 +56,15 @@ def _as_bytes(arg: Arg) -> bytes:
     return data
 
 
-def _add_command(parts: List[bytes], args: Sequence[Arg]) -> None:
+def _add_command(parts: List[bytes], args: Sequence[Arg]) -> int:
+    """Append ``args``'s encoding to ``parts``; the size of its arguments (the framing not counted)."""
     parts.append(b"*%d\r\n" % len(args))
+    size = 0
     for arg in args:  # arguments are joined once, at the end (a task envelope is a kilobyte or more)
         data = arg.encode() if type(arg) is str else arg if type(arg) is bytes else _as_bytes(arg)
         parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+        size += len(data)
+    return size
 
 
 def encode_command(*args: Arg) -> bytes:
@@ -75,6 +80,24 @@ def encode_commands(commands: Iterable[Sequence[Arg]]) -> bytes:
     for command in commands:
         _add_command(parts, command)
     return b"".join(parts)
+
+
+PIECE_SIZE = 65536
+"""How many bytes of a long pipeline are encoded (and written) at a time."""
+
+
+def encode_pipeline(commands: Iterable[Sequence[Arg]], chunk_size: int = PIECE_SIZE) -> Iterator[bytes]:
+    """Encode a pipeline lazily, in pieces of whole commands of about ``chunk_size`` bytes (at least one
+    command each), so that a long pipeline is never held encoded all at once."""
+    parts: List[bytes] = []
+    size = 0
+    for command in commands:
+        size += _add_command(parts, command)
+        if size >= chunk_size:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
 
 
 class RespReader:

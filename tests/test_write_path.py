@@ -1,0 +1,100 @@
+"""The write path: a socket stream that never copies what it could not send yet, pipelines written in
+pieces as they are encoded, and LPUSHes whose envelopes are encoded when written and again, the same
+bytes, when a lost pipeline is settled (real sockets, real Redis)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Iterator, List
+
+import anyio
+import pytest
+import redis
+
+from sandai_operator_client import create_async_client
+from sandai_operator_client._core.broker import RedisPublisher
+from sandai_operator_client._core.redis import ConnectionLost
+from sandai_operator_client._core.sockets import SocketByteStream
+
+pytestmark = pytest.mark.anyio
+
+BIG = 8 * 1024 * 1024  # far more than the kernel's socket buffers: the sender must wait for the reader
+
+
+def stream_pair() -> tuple[SocketByteStream, SocketByteStream]:
+    left, right = socket.socketpair()
+    return SocketByteStream(left), SocketByteStream(right)
+
+
+async def read_exactly(stream: SocketByteStream, size: int) -> bytes:
+    received = bytearray()
+    while len(received) < size:
+        received += await stream.receive()
+    return bytes(received)
+
+
+async def test_a_long_send_and_senders_queued_behind_it_arrive_whole_and_in_order() -> None:
+    sender, reader = stream_pair()
+    first = bytes(range(256)) * (BIG // 256)
+    expected = first + b"second" + b"third"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sender.send, first)
+        await anyio.sleep(0.05)  # the first send is stuck on a full socket buffer
+        tg.start_soon(sender.send, b"second")
+        await anyio.sleep(0.01)
+        tg.start_soon(sender.send, b"third")
+        await anyio.sleep(0.01)
+        assert await read_exactly(reader, len(expected)) == expected
+    await sender.aclose()
+    await reader.aclose()
+
+
+async def test_pieces_are_taken_as_they_go_out_and_nobody_cuts_in_between() -> None:
+    sender, reader = stream_pair()
+    taken: List[int] = []
+    piece = b"p" * (1024 * 1024)
+
+    def pieces() -> Iterator[bytes]:
+        for i in range(8):
+            taken.append(i)
+            yield piece
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sender.send_pieces, pieces())
+        await anyio.sleep(0.05)
+        assert len(taken) < 8  # a full socket buffer: the rest is not encoded ahead of the socket
+        tg.start_soon(sender.send, b"other")  # another sender waits for all eight pieces
+        await anyio.sleep(0.01)
+        data = await read_exactly(reader, 8 * len(piece) + 5)
+    assert taken == list(range(8))
+    assert data == piece * 8 + b"other"
+    await sender.aclose()
+    await reader.aclose()
+
+
+async def test_a_lost_pipeline_is_settled_by_re_encoding_the_envelopes_it_sent(
+    redis_url: str, unique_name: str, redis_admin: redis.Redis
+) -> None:
+    # LPUSHes keep no envelope (10 MB for 10,000 tasks): settling one whose connection broke finds it in
+    # its list by encoding it again, so the same bytes must come out
+    async with create_async_client(unique_name, "v1", broker_url=redis_url, result_backend=redis_url) as client:
+        core = client._core
+        publisher = core._publisher
+        assert isinstance(publisher, RedisPublisher)
+        tasks = [core.prepare([], {"text": str(i)}) for i in range(3)]
+        commands = publisher.lpush_commands(tasks)
+        queue_list = commands[0][1]
+        redis_admin.lpush(queue_list, commands[0][2], commands[1][2])  # the third never reached the queue
+        redis_admin.lrem(queue_list, 1, commands[1][2])  # the second was taken by an operator
+        redis_admin.hset("unacked", tasks[1].delivery_tag, b"taken")
+        try:
+            lost = ConnectionLost("killed")
+            lost.maybe_sent = True
+            reasons = await publisher.outcome(tasks, commands, [lost] * 3)
+        finally:
+            redis_admin.hdel("unacked", tasks[1].delivery_tag)
+            redis_admin.delete(queue_list)
+    assert reasons[0] is not None and "withdrawn" in reasons[0]
+    assert reasons[1] is None  # it went out
+    assert reasons[2] is not None and "never reached the queue" in reasons[2]
+    assert [c[2] for c in commands] == [c[2] for c in publisher.lpush_commands(tasks)]
