@@ -60,6 +60,9 @@ from .redis import CommandChannel, ConnectionLost, RedisAddress, RedisConnection
 
 __all__ = ("Outcome", "ResultHub", "Watch")
 
+Outcome = Union[ResultRecord, Exception]
+_MGET_CHUNK = 1000
+
 
 def _pieces(outbox: List[Union[bytes, Iterator[bytes]]]) -> Iterator[bytes]:
     """What to send for ``outbox``: small writes joined into one piece (one system call for many
@@ -75,9 +78,6 @@ def _pieces(outbox: List[Union[bytes, Iterator[bytes]]]) -> Iterator[bytes]:
             size += len(piece)
     if run:
         yield b"".join(run)
-
-Outcome = Union[ResultRecord, Exception]
-_MGET_CHUNK = 1000
 
 
 class Watch:
@@ -404,6 +404,9 @@ class ResultHub:
             await conn.send_pieces(_pieces(outbox))
         except ConnectionLost:
             self._drop(conn)
+        except Exception:  # a bug encoding a carried command: what the connection got is unknown
+            self._drop(conn)
+            raise
 
     def _queue_forget(self) -> None:
         if self._forget:  # last in the write, so last in the replies expected

@@ -23,7 +23,8 @@ _RECEIVE_SIZE = 65536
 
 
 class SocketByteStream:
-    """``send``/``receive``/``aclose`` over a connected non-blocking socket (one reader at a time)."""
+    """``send``/``send_pieces``/``receive``/``aclose`` over a connected non-blocking socket (one reader at
+    a time; senders are served in order, each one's bytes together)."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
