@@ -34,18 +34,18 @@ class LPushes(Sequence[LPush]):
     pipeline re-encodes the very bytes that were sent.
     """
 
-    __slots__ = ("_encode", "_tasks")
+    __slots__ = ("_encoder", "_tasks")
 
     def __init__(self, tasks: Sequence[PreparedTask], encoder: RedisEnvelopeEncoder) -> None:
         self._tasks = tasks
-        self._encode = encoder.encode
+        self._encoder = encoder  # not its bound method: one object less per pending call for the GC
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     def _lpush(self, task: PreparedTask) -> LPush:
         return ("LPUSH", priority_list_name(task.queue, 0),
-                self._encode(task.message, queue=task.queue, delivery_tag=task.delivery_tag))
+                self._encoder.encode(task.message, queue=task.queue, delivery_tag=task.delivery_tag))
 
     @overload
     def __getitem__(self, index: int) -> LPush: ...
