@@ -143,10 +143,10 @@ def test_resp_bulk_roundtrip(items: list[bytes]) -> None:
 
 
 @given(st.lists(st.lists(st.binary(max_size=300), min_size=1, max_size=4), max_size=30), st.integers(1, 2000))
-def test_encode_pipeline_pieces_are_whole_commands(commands: list[list[bytes]], chunk_size: int) -> None:
+def test_encode_pipeline_pieces_are_whole_commands(commands: list[list[bytes]], piece_size: int) -> None:
     # sent piece by piece, a pipeline must be the same bytes as encoded at once, and a piece never
     # splits a command (so pieces can be written as they are made)
-    pieces = list(encode_pipeline(commands, chunk_size))
+    pieces = list(encode_pipeline(commands, piece_size))
     assert b"".join(pieces) == encode_commands(commands)
     reader = RespReader()
     for piece in pieces:
@@ -154,7 +154,7 @@ def test_encode_pipeline_pieces_are_whole_commands(commands: list[list[bytes]], 
         assert reader.next_reply() is not NEED_DATA
         while reader.next_reply() is not NEED_DATA:
             pass
-    assert all(len(piece) < chunk_size + 2000 for piece in pieces[:-1])
+    assert all(len(piece) < piece_size + 2000 for piece in pieces[:-1])
 
 
 @settings(max_examples=200)

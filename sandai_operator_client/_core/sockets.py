@@ -51,7 +51,7 @@ class SocketByteStream:
     async def send_pieces(self, pieces: Iterable[bytes]) -> None:
         """Write ``pieces`` back to back, nobody else's bytes between them, taking each piece only when
         the previous one is out (a lazily encoded pipeline is never held whole)."""
-        if self._backlog is not None:
+        if self._backlog is not None:  # behind another sender: queued whole, so encoded now
             self._backlog.extend(memoryview(piece) for piece in pieces)
             await self._queued()
             return

@@ -86,14 +86,14 @@ PIECE_SIZE = 65536
 """How many bytes of a long pipeline are encoded (and written) at a time."""
 
 
-def encode_pipeline(commands: Iterable[Sequence[Arg]], chunk_size: int = PIECE_SIZE) -> Iterator[bytes]:
-    """Encode a pipeline lazily, in pieces of whole commands of about ``chunk_size`` bytes (at least one
+def encode_pipeline(commands: Iterable[Sequence[Arg]], piece_size: int = PIECE_SIZE) -> Iterator[bytes]:
+    """Encode a pipeline lazily, in pieces of whole commands of about ``piece_size`` bytes (at least one
     command each), so that a long pipeline is never held encoded all at once."""
     parts: List[bytes] = []
     size = 0
     for command in commands:
         size += _add_command(parts, command)
-        if size >= chunk_size:
+        if size >= piece_size:
             yield b"".join(parts)
             parts, size = [], 0
     if parts:
