@@ -74,6 +74,35 @@ async def test_cancelled_waiter_does_not_disturb_others(async_operator_client: A
     assert async_operator_client._core.hub.watched_channels == 0
 
 
+async def test_waiters_of_one_task_each_get_its_result_whoever_leaves_first(
+        async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis) -> None:
+    # several watches of one channel: the first is kept apart from the others, and whichever leaves
+    # (the first included, by cancellation) the rest still get the result; the last one unsubscribes
+    handle = await async_operator_client.async_call([], {"text": "shared", "sleep": 0.4})
+    hub = async_operator_client._core.hub
+    envelopes: List[Any] = []
+
+    async def wait() -> None:
+        envelopes.append(await handle.get(timeout=10))
+
+    async def leave_early() -> None:
+        with anyio.move_on_after(0.15):
+            await handle.get(timeout=10)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(leave_early)  # the channel's first watch, leaving while the others wait
+        await anyio.sleep(0.02)
+        for _ in range(3):
+            tg.start_soon(wait)
+        await anyio.sleep(0.02)
+        tg.start_soon(leave_early)  # and one of the others
+        await anyio.sleep(0.02)
+        assert hub.watched_channels == 1 and len(hub._also_watching[f"celery-task-meta-{handle.task_id}"]) == 4
+    assert len(envelopes) == 3 and all(e["results"]["echo"] == "shared" for e in envelopes)
+    assert hub.watched_channels == 0 and not hub._also_watching
+    assert _eventually(lambda: _subscribed(redis_admin, [handle.task_id]) == 0)
+
+
 async def test_each_waiter_times_out_at_its_own_deadline(async_operator_client: AsyncOperatorClient,
                                                        fake_operator: FakeOperator) -> None:
     # Only the reader holds a cancel scope; a waiter parked behind it with an earlier deadline lowers

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -142,19 +143,43 @@ def test_resp_bulk_roundtrip(items: list[bytes]) -> None:
     assert reader.next_reply() == items
 
 
-@given(st.lists(st.lists(st.binary(max_size=300), min_size=1, max_size=4), max_size=30), st.integers(1, 2000))
-def test_encode_pipeline_pieces_are_whole_commands(commands: list[list[bytes]], piece_size: int) -> None:
-    # sent piece by piece, a pipeline must be the same bytes as encoded at once, and a piece never
-    # splits a command (so pieces can be written as they are made)
+@given(st.lists(st.lists(st.binary(max_size=300), min_size=1, max_size=40), max_size=30), st.integers(1, 2000))
+def test_encode_pipeline_pieces_end_after_an_argument(commands: list[list[bytes]], piece_size: int) -> None:
+    # sent piece by piece, a pipeline must be the same bytes as encoded at once; a piece ends after an
+    # argument (a long command, one LPUSH of a batch's envelopes, spans pieces) once it holds piece_size
+    # bytes
     pieces = list(encode_pipeline(commands, piece_size))
     assert b"".join(pieces) == encode_commands(commands)
-    reader = RespReader()
-    for piece in pieces:
-        reader.feed(piece)
-        assert reader.next_reply() is not NEED_DATA
-        while reader.next_reply() is not NEED_DATA:
-            pass
-    assert all(len(piece) < piece_size + 2000 for piece in pieces[:-1])
+    boundaries = set()
+    offset = 0
+    for command in commands:
+        offset += len(b"*%d\r\n" % len(command))
+        for arg in command:
+            offset += len(b"$%d\r\n" % len(arg)) + len(arg) + 2
+            boundaries.add(offset)
+    assert all(end in boundaries for end in itertools.accumulate(map(len, pieces)))
+    assert all(len(piece) < piece_size + 320 for piece in pieces[:-1])
+
+
+def test_encode_pipeline_reads_a_long_commands_arguments_only_as_its_piece_is_made() -> None:
+    read: list[int] = []
+
+    class Envelopes(Sequence[bytes]):  # a batch's LPUSH: its arguments are encoded when read
+        def __len__(self) -> int:
+            return 100
+
+        def __getitem__(self, index: Any) -> Any:
+            raise AssertionError("iterated, never indexed")
+
+        def __iter__(self) -> Iterator[bytes]:
+            for i in range(100):
+                read.append(i)
+                yield b"x" * 1000
+
+    pieces = encode_pipeline([Envelopes()], piece_size=10_000)
+    first = next(pieces)
+    assert len(read) == 10 and first.startswith(b"*100\r\n$1000\r\n")
+    assert b"".join([first, *pieces]) == encode_commands([[b"x" * 1000] * 100])
 
 
 @settings(max_examples=200)

@@ -4,6 +4,7 @@ bytes, when a lost pipeline is settled (real sockets, real Redis)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Iterator, List
 
@@ -12,9 +13,11 @@ import pytest
 import redis
 
 from sandai_operator_client import create_async_client
+from sandai_operator_client._core import broker
 from sandai_operator_client._core.broker import RedisPublisher
 from sandai_operator_client._core.redis import ConnectionLost
 from sandai_operator_client._core.sockets import SocketByteStream
+from sandai_operator_client.protocol.kombu_redis import priority_list_name
 
 pytestmark = pytest.mark.anyio
 
@@ -83,21 +86,49 @@ async def test_a_lost_pipeline_is_settled_by_re_encoding_the_envelopes_it_sent(
         assert isinstance(publisher, RedisPublisher)
         tasks = [core.prepare([], {"text": str(i)}) for i in range(3)]
         commands = publisher.lpush_commands(tasks)
-        queue_list = commands[0][1]
-        redis_admin.lpush(queue_list, commands[0][2], commands[1][2])  # the third never reached the queue
-        redis_admin.lrem(queue_list, 1, commands[1][2])  # the second was taken by an operator
+        assert len(commands) == 1  # one LPUSH for the three
+        _, queue_list, *envelopes = commands[0]
+        redis_admin.lpush(queue_list, envelopes[0], envelopes[1])  # the third never reached the queue
+        redis_admin.lrem(queue_list, 1, envelopes[1])  # the second was taken by an operator
         redis_admin.hset("unacked", tasks[1].delivery_tag, b"taken")
         try:
             lost = ConnectionLost("killed")
             lost.maybe_sent = True
-            reasons = await publisher.outcome(tasks, commands, [lost] * 3)
+            reasons = await publisher.outcome(tasks, commands, [lost])
         finally:
             redis_admin.hdel("unacked", tasks[1].delivery_tag)
             redis_admin.delete(queue_list)
     assert reasons[0] is not None and "withdrawn" in reasons[0]
     assert reasons[1] is None  # it went out
     assert reasons[2] is not None and "never reached the queue" in reasons[2]
-    assert [c[2] for c in commands] == [c[2] for c in publisher.lpush_commands(tasks)]
+    assert list(commands[0]) == list(publisher.lpush_commands(tasks)[0])
+
+
+async def test_a_batch_is_one_lpush_per_list_and_is_taken_in_order(
+    redis_url: str, unique_name: str, redis_admin: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one LPUSH carries a run of tasks for the same list (at most MAX_LPUSH_VALUES); a consumer popping
+    # from the right, as kombu does, takes them in the order they were submitted
+    monkeypatch.setattr(broker, "MAX_LPUSH_VALUES", 4)
+    async with create_async_client(unique_name, "v1", broker_url=redis_url, result_backend=redis_url) as client:
+        core = client._core
+        publisher = core._publisher
+        assert isinstance(publisher, RedisPublisher)
+        tasks = [core.prepare([], {"text": str(i)}, priority="high" if i in (5, 6) else None) for i in range(10)]
+        commands = publisher.lpush_commands(tasks)
+        assert [(c.start, c.stop) for c in commands] == [(0, 4), (4, 5), (5, 7), (7, 10)]
+        assert [len(c) for c in commands] == [6, 3, 4, 5]
+        lists = {c.list_name for c in commands}
+        try:
+            assert await core.publish(tasks) == [None] * 10
+            taken = {name: [] for name in lists}
+            for name in lists:
+                while (raw := redis_admin.rpop(name)) is not None:
+                    taken[name].append(json.loads(raw)["properties"]["correlation_id"])
+        finally:
+            redis_admin.delete(*lists)
+    by_list = {name: [t.task_id for t in tasks if priority_list_name(t.queue, 0) == name] for name in lists}
+    assert taken == by_list
 
 
 async def close_while_a_carried_write_waits(redis_url: str, name: str, redis_admin: redis.Redis) -> bool:
@@ -130,11 +161,11 @@ async def close_while_a_carried_write_waits(redis_url: str, name: str, redis_adm
         if caught:
             assert len(replies) == 1 and isinstance(replies[0], ConnectionLost) and not replies[0].maybe_sent
             await anyio.sleep(0.1)
-            assert redis_admin.llen(lpushes[0][1]) == 0  # reported not sent, and indeed not sent
+            assert redis_admin.llen(lpushes[0].list_name) == 0  # reported not sent, and indeed not sent
         return caught
     finally:
         await client.aclose()
-        redis_admin.delete(lpushes[0][1])
+        redis_admin.delete(lpushes[0].list_name)
 
 
 async def test_closing_does_not_send_carried_commands_it_reported_unsent(

@@ -19,47 +19,53 @@ from ..protocol.results import result_key
 from .backoff import retry_while_disconnected
 from .redis import CommandChannel, ConnectionLost
 
-__all__ = ("LPush", "LPushes", "PreparedTask", "Publisher", "RedisPublisher")
+__all__ = ("MAX_LPUSH_VALUES", "LPush", "PreparedTask", "Publisher", "RedisPublisher")
 
 
-LPush = Tuple[str, str, bytes]
-"""``("LPUSH", list name, envelope)``: one task's publication on Redis."""
+MAX_LPUSH_VALUES = 65536
+"""Envelopes per LPUSH at most (Redis 6 refuses a command of more than 1,048,576 arguments)."""
 
 
-class LPushes(Sequence[LPush]):
-    """The LPUSH of each task, its envelope encoded whenever it is read and never kept.
+class LPush(Sequence[Union[str, bytes]]):
+    """``LPUSH <list> <envelope>...`` of ``tasks[start:stop]``, a run of tasks bound for one list; their
+    envelopes are encoded whenever the command is read (written, or settled) and never kept.
 
-    Envelopes are a kilobyte each: kept, the 10 MB of a 10,000-task batch stayed alive until its last
-    reply, a seventh of the client's peak memory. Encoding is deterministic, so settling a lost
-    pipeline re-encodes the very bytes that were sent.
+    One command for many tasks, not one each: Redis runs it whole (its reply, before any result of
+    those tasks, says all are queued), a consumer pops them in the same order, and a batch's
+    messages can be let go as soon as that one reply is in. Kept, envelopes were a seventh of a
+    10,000-task batch's peak memory; encoding is deterministic, so settling a lost write re-encodes
+    the very bytes that were sent.
     """
 
-    __slots__ = ("_encoder", "_tasks")
+    __slots__ = ("_encoder", "_tasks", "list_name", "start", "stop")
 
-    def __init__(self, tasks: Sequence[PreparedTask], encoder: RedisEnvelopeEncoder) -> None:
+    def __init__(self, tasks: Sequence[PreparedTask], start: int, stop: int, encoder: RedisEnvelopeEncoder) -> None:
         self._tasks = tasks
         self._encoder = encoder  # not its bound method: one object less per pending call for the GC
+        self.start, self.stop = start, stop
+        self.list_name = priority_list_name(tasks[start].queue, 0)
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return 2 + self.stop - self.start
 
-    def _lpush(self, task: PreparedTask) -> LPush:
-        return ("LPUSH", priority_list_name(task.queue, 0),
-                self._encoder.encode(task.message, queue=task.queue, delivery_tag=task.delivery_tag))
+    def __iter__(self) -> Iterator[Union[str, bytes]]:
+        yield "LPUSH"
+        yield self.list_name
+        for i in range(self.start, self.stop):
+            yield _envelope(self._encoder, self._tasks[i])
 
     @overload
-    def __getitem__(self, index: int) -> LPush: ...
+    def __getitem__(self, index: int) -> Union[str, bytes]: ...
 
     @overload
-    def __getitem__(self, index: slice) -> List[LPush]: ...
+    def __getitem__(self, index: slice) -> List[Union[str, bytes]]: ...
 
-    def __getitem__(self, index: Union[int, slice]) -> Union[LPush, List[LPush]]:
-        if isinstance(index, slice):
-            return [self._lpush(task) for task in self._tasks[index]]
-        return self._lpush(self._tasks[index])
+    def __getitem__(self, index: Union[int, slice]) -> Union[str, bytes, List[Union[str, bytes]]]:
+        return list(self)[index]  # not on any path of ours: commands are iterated
 
-    def __iter__(self) -> Iterator[LPush]:
-        return map(self._lpush, self._tasks)
+
+def _envelope(encoder: RedisEnvelopeEncoder, task: PreparedTask) -> bytes:
+    return encoder.encode(task.message, queue=task.queue, delivery_tag=task.delivery_tag)
 
 
 class PreparedTask(NamedTuple):
@@ -104,50 +110,59 @@ class RedisPublisher:
         self._envelopes = RedisEnvelopeEncoder()
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
-        """One LPUSH per task, all in one pipeline."""
+        """One LPUSH per run of tasks bound for the same list (usually one for all), in one pipeline."""
         commands = self.lpush_commands(tasks)
         try:
             replies = await self._commands.execute_many(commands)
         except ConnectionLost as exc:
             if not exc.maybe_sent:
                 raise
-            return await self._settle(tasks, commands, exc)
+            return await self._settle(tasks, exc)
         return await self.outcome(tasks, commands, replies)
 
-    def lpush_commands(self, tasks: Sequence[PreparedTask]) -> LPushes:
-        """The LPUSH of each task, encoded as it is written (settling looks for the same envelope if
-        its connection fails)."""
-        return LPushes(tasks, self._envelopes)
+    def lpush_commands(self, tasks: Sequence[PreparedTask]) -> List[LPush]:
+        """The LPUSHes of ``tasks``, in order: one per run of tasks bound for the same list (of at most
+        ``MAX_LPUSH_VALUES``), their envelopes encoded as they are written."""
+        commands: List[LPush] = []
+        start, count = 0, len(tasks)
+        while start < count:
+            queue, stop = tasks[start].queue, start + 1
+            limit = min(count, start + MAX_LPUSH_VALUES)
+            while stop < limit and tasks[stop].queue == queue:
+                stop += 1
+            commands.append(LPush(tasks, start, stop, self._envelopes))
+            start = stop
+        return commands
 
     async def outcome(self, tasks: Sequence[PreparedTask], commands: Sequence[LPush], replies: Sequence[object]
                       ) -> List[Optional[str]]:
-        """Per task, None when its LPUSH reply says published, else why not.
+        """Per task, None when the reply to its LPUSH says published, else why not.
 
-        ``replies`` may come from any connection (the result hub carries LPUSHes too); a
-        ``ConnectionLost`` in place of a reply is settled when the command may have been sent.
+        ``replies`` (one per command) may come from any connection (the result hub carries LPUSHes
+        too); a ``ConnectionLost`` in place of a reply is settled when the command may have been sent.
         """
         reasons: List[Optional[str]] = []
         unknown: List[int] = []
-        for i, reply in enumerate(replies):
+        lost: Optional[ConnectionLost] = None
+        for command, reply in zip(commands, replies):
             if isinstance(reply, ConnectionLost):
                 if reply.maybe_sent:
-                    unknown.append(i)
-                reasons.append(f"{reply}")
+                    unknown += range(command.start, command.stop)
+                    lost = reply
+                reason: Optional[str] = f"{reply}"
             else:
-                reasons.append(reply.message if isinstance(reply, RespError) else None)
-        if unknown:
-            lost = replies[unknown[0]]
-            assert isinstance(lost, ConnectionLost)
-            settled = await self._settle([tasks[i] for i in unknown], [commands[i] for i in unknown], lost)
+                reason = reply.message if isinstance(reply, RespError) else None
+            reasons += [reason] * (command.stop - command.start)
+        if lost is not None:
+            settled = await self._settle([tasks[i] for i in unknown], lost)
             for i, reason in zip(unknown, settled):
                 reasons[i] = reason
         return reasons
 
-    async def _settle(self, tasks: Sequence[PreparedTask], commands: Sequence[LPush], lost: ConnectionLost
-                      ) -> List[Optional[str]]:
+    async def _settle(self, tasks: Sequence[PreparedTask], lost: ConnectionLost) -> List[Optional[str]]:
         checks: List[Tuple[object, ...]] = []
-        for task, (_, queue_list, envelope) in zip(tasks, commands):
-            checks += [("LREM", queue_list, 1, envelope),
+        for task in tasks:
+            checks += [("LREM", priority_list_name(task.queue, 0), 1, _envelope(self._envelopes, task)),
                        ("HEXISTS", "unacked", task.delivery_tag),
                        ("EXISTS", result_key(task.task_id))]
         replies: Optional[List[object]] = None

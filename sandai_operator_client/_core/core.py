@@ -37,11 +37,11 @@ from ..protocol.operator import (
 from ..protocol.results import READY_STATES, decode_result_record, result_key
 from ..protocol.serialization import DecodeError, EncodeError
 from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
-from .broker import LPushes, PreparedTask, Publisher, RedisPublisher
+from .broker import LPush, PreparedTask, Publisher, RedisPublisher
 from .group_commit import GroupCommit
 from .loop import current_time
 from .redis import CommandChannel, ConnectionLost, parse_redis_url
-from .results import ResultHub, Watch
+from .results import Outcome, ResultHub, Watch
 from .tracing import end_task_span, start_task_span
 
 __all__ = ("OperatorCore", "Submission", "TaskSpec", "as_submissions", "new_uuid4")
@@ -263,7 +263,7 @@ class OperatorCore:
                 "published %d of %d task(s)", errors.count(None), len(tasks))
         return errors
 
-    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[LPushes]:
+    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[List[LPush]]:
         """The LPUSHes a watch can carry for ``tasks``; None when they go the usual way."""
         if self._lpush_on_hub is None:
             return None
@@ -272,7 +272,7 @@ class OperatorCore:
             carries = await self._hub.carries_commands()
         return self._lpush_on_hub.lpush_commands(tasks) if carries else None
 
-    def _carried(self, tasks: Sequence[PreparedTask], lpushes: LPushes, replies: Sequence[object]
+    def _carried(self, tasks: Sequence[PreparedTask], lpushes: List[LPush], replies: Sequence[object]
                  ) -> Awaitable[List[Optional[Exception]]]:
         """Await it: :meth:`publish`'s answer for LPUSHes a watch carried, from their replies."""
         assert self._lpush_on_hub is not None
@@ -314,20 +314,28 @@ class OperatorCore:
         """Validate every task, publish the good ones in one pipeline; per task its id or its error."""
         self.check_priority(controls.get("priority"))
         submissions, prepared = self._prepare_batch(tasks, controls)
-        return self._merge_publish_errors(submissions, prepared, await self.publish(prepared))
+        return self._merge_publish_errors(submissions, await self.publish(prepared))
 
     @staticmethod
-    def _merge_publish_errors(
-        submissions: List[Submission], prepared: List[PreparedTask], errors: List[Optional[Exception]]
-    ) -> List[Submission]:
-        failed = {t.task_id: e for t, e in zip(prepared, errors) if e is not None}
-        return [(i, None, failed[t]) if t in failed else (i, t, e) for i, t, e in submissions]
+    def _merge_publish_errors(submissions: List[Submission], errors: List[Optional[Exception]]) -> List[Submission]:
+        """``submissions`` with ``errors`` merged in: one per prepared task (a submission without an
+        error), in their order; a task that failed to publish has no id."""
+        publish_errors = iter(errors)
+        merged: List[Submission] = []
+        for submission in submissions:
+            error = next(publish_errors) if submission[2] is None else None
+            merged.append(submission if error is None else (submission[0], None, error))
+        return merged
 
     # ------------------------------------------------------------------ results
     def _outcome_envelope(self, task_id: str, watch: Watch, timeout: float) -> Any:
         outcome = watch.outcomes.get(task_id)
         if outcome is None:
             raise TaskTimeoutError(task_id, timeout)
+        return self._envelope(task_id, outcome)
+
+    def _envelope(self, task_id: str, outcome: Outcome) -> Any:
+        """The operator's envelope in a task's outcome; the typed error the outcome stands for otherwise."""
         if isinstance(outcome, ConnectionLost):
             raise self._connection_error(outcome)
         if isinstance(outcome, Exception):
@@ -423,7 +431,7 @@ class OperatorCore:
         error: Optional[Exception] = None
         if ids:
             try:
-                async with self._hub.watch(ids, fetch_existing=True) as watch:
+                async with self._hub.watch(ids, fetch_existing=True, keep=self._batch_outputs) as watch:
                     try:
                         await self._hub.wait(watch, deadline=self._deadline(budget))
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
@@ -442,6 +450,7 @@ class OperatorCore:
         watch: Optional[Watch] = None
         error: Optional[Exception] = None
         errors: List[Optional[Exception]] = [None] * len(prepared)
+        ids = [t.task_id for t in prepared]
         forgotten = False
 
         async def publish() -> None:
@@ -450,40 +459,51 @@ class OperatorCore:
         if prepared:
             try:
                 carried = await self._lpush_with_watch(prepared)
-                async with self._hub.watch([t.task_id for t in prepared],
-                                           while_subscribing=publish if carried is None else None,
-                                           commands=carried) as watch:
+                async with self._hub.watch(ids, while_subscribing=publish if carried is None else None,
+                                           commands=carried, keep=self._batch_outputs) as watch:
                     try:
                         if carried is not None:
                             errors[:] = await self._carried(prepared, carried, watch.replies)
+                        # Published or not, the messages are done with: freed now (whoever holds the
+                        # list), not after the results, they were a fifth of a batch's peak memory.
+                        prepared.clear()
                         published = errors.count(None)
                         if published:  # tasks that never went out have no result to wait for
                             await self._hub.wait(watch, published, deadline=self._deadline(budget))
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         forgotten = True
-                        await self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
+                        await self._forget_later([t for t, e in zip(ids, errors) if e is None])
             except ConnectionLost as exc:
                 error = self._connection_error(exc)
                 if all(e is None for e in errors) and watch is None:
-                    errors = [error] * len(prepared)  # the subscription failed before anything was sent
+                    errors = [error] * len(ids)  # the subscription failed before anything was sent
             finally:
                 if not forgotten:
-                    await self._forget_later([t.task_id for t, e in zip(prepared, errors) if e is None])
-        merged = self._merge_publish_errors(submissions, prepared, errors)
+                    await self._forget_later([t for t, e in zip(ids, errors) if e is None])
+        merged = self._merge_publish_errors(submissions, errors)
         return [self._batch_result(s, watch, budget, error) for s in merged]
+
+    def _batch_outputs(self, task_id: str, outcome: Outcome) -> Union[LegacyTaskResult, OperatorError]:
+        """What a batch's watch keeps of a task's outcome as it arrives (``ResultHub.watch``'s ``keep``):
+        ``(artifacts, results)`` or the typed error, not the decoded record."""
+        try:
+            return parse_task_result(task_id, self._envelope(task_id, outcome)).to_legacy_tuple()
+        except OperatorError as exc:
+            return exc
 
     def _batch_result(self, submission: Submission, watch: Optional[Watch], budget: float,
                       error: Optional[Exception]) -> BatchTaskResult:
+        """One task's ``BatchTaskResult`` from what ``watch`` kept of it (``keep=self._batch_outputs``)."""
         index, task_id, submit_error = submission
         if task_id is None or submit_error is not None:
             return BatchTaskResult(index=index, task_id=task_id, submitted=False, error=submit_error)
-        try:
-            if watch is None:
-                raise error or self._connection_error("no result subscription")
-            envelope = self._outcome_envelope(task_id, watch, budget)
-            artifacts, results = parse_task_result(task_id, envelope).to_legacy_tuple()
-        except OperatorError as exc:
-            return BatchTaskResult(index=index, task_id=task_id, submitted=True, error=exc)
+        if watch is None:
+            kept = error or self._connection_error("no result subscription")
+        else:
+            kept = watch.outcomes.get(task_id) or TaskTimeoutError(task_id, budget)
+        if isinstance(kept, Exception):
+            return BatchTaskResult(index=index, task_id=task_id, submitted=True, error=kept)
+        artifacts, results = kept
         return BatchTaskResult(index=index, task_id=task_id, submitted=True, artifacts=artifacts, results=results)
 
     # ------------------------------------------------------------------ result keys
@@ -576,7 +596,8 @@ class OperatorCore:
         deadline = self._deadline(budget)
         yielded: set[Optional[str]] = set()
         try:
-            async with self._hub.watch(list(by_id), fetch_existing=True, in_order=True) as watch:
+            async with self._hub.watch(list(by_id), fetch_existing=True, in_order=True,
+                                       keep=self._batch_outputs) as watch:
                 # no cancel scope may span a yield (the consumer may resume us from another task): each
                 # wait is bounded by the one deadline of the batch
                 assert watch.arrived is not None

@@ -25,7 +25,7 @@ __all__ = ("CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection"
 if TYPE_CHECKING:
     import ssl
 
-Command = Tuple[object, ...]
+Command = Sequence[object]
 ByteStream = Union[anyio.abc.ByteStream, SocketByteStream]
 _CONNECTION_ERRORS = (
     OSError,
@@ -154,7 +154,7 @@ class RedisConnection:
                 conn = cls(stream, address)
                 setup: List[Command] = []
                 if resp3:
-                    hello: Command = ("HELLO", 3)
+                    hello: Tuple[object, ...] = ("HELLO", 3)
                     if address.password is not None:  # HELLO authenticates too
                         hello += ("AUTH", address.username or "default", address.password)
                     (reply,) = await conn.request([hello])

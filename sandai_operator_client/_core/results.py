@@ -62,6 +62,7 @@ __all__ = ("Outcome", "ResultHub", "Watch")
 
 Outcome = Union[ResultRecord, Exception]
 _MGET_CHUNK = 1000
+_UNSUBSCRIBE_ALL = encode_command("UNSUBSCRIBE")
 
 
 def _pieces(outbox: List[Union[bytes, Iterator[bytes]]]) -> Iterator[bytes]:
@@ -84,20 +85,22 @@ class Watch:
     """One caller's interest in some task ids, from :meth:`ResultHub.watch`: ``async with`` it to subscribe
     for the block. ``arrived`` lists ids in completion order (when asked for).
 
+    ``outcomes`` maps an id to its outcome, or to what ``keep`` made of it as it arrived.
     ``replies`` holds the replies to the commands carried with the subscription, in order (a
     ``ConnectionLost`` for each command whose connection failed); ``command_failed`` tells whether any
     of them is an error.
     """
 
-    __slots__ = ("_entry", "_event", "_hub", "_need", "_or_failed_command", "_replies_due", "_wake_on_replies",
-                 "arrived", "channels", "command_failed", "outcomes", "replies")
+    __slots__ = ("_entry", "_event", "_hub", "_keep", "_need", "_or_failed_command", "_replies_due",
+                 "_wake_on_replies", "arrived", "channels", "command_failed", "outcomes", "replies")
 
-    def __init__(self, hub: ResultHub, task_ids: Iterable[str], entry: Tuple[Any, ...], *, in_order: bool = False
-                 ) -> None:
+    def __init__(self, hub: ResultHub, task_ids: Iterable[str], entry: Tuple[Any, ...], *, in_order: bool = False,
+                 keep: Optional[Callable[[str, Outcome], Any]] = None) -> None:
         self._hub = hub
         self._entry: Optional[Tuple[Any, ...]] = entry  # ResultHub._open's options, until entered
         self.channels: Dict[str, str] = {result_key(t): t for t in task_ids}
-        self.outcomes: Dict[str, Outcome] = {}
+        self.outcomes: Dict[str, Any] = {}  # Outcome, or what keep returns
+        self._keep = keep
         self.arrived: Optional[Deque[str]] = deque() if in_order else None
         self.replies: List[object] = []
         self.command_failed = False
@@ -143,7 +146,7 @@ class Watch:
     def _deliver(self, channel: str, outcome: Outcome) -> None:
         task_id = self.channels.get(channel)
         if task_id is not None and task_id not in self.outcomes:
-            self.outcomes[task_id] = outcome
+            self.outcomes[task_id] = outcome if self._keep is None else self._keep(task_id, outcome)
             if self.arrived is not None:
                 self.arrived.append(task_id)
             self.wake()
@@ -222,7 +225,10 @@ class ResultHub:
         self._connected_once = False
         self._forget: List[str] = []  # consumed result keys to DEL with the next write
         self._send_pending = False
-        self._watchers: Dict[str, Set[Watch]] = {}
+        # A channel's first watch, and any others apart: there is nearly always just one, and a set
+        # per channel (216 bytes for one watch) was a tenth of a 2,000-task batch's peak memory.
+        self._watchers: Dict[str, Watch] = {}
+        self._also_watching: Dict[str, List[Watch]] = {}
         self._acks: Dict[str, Deque[_Confirmation]] = {}  # SUBSCRIBE confirmations expected, in order
         self._confirmed: Dict[str, _Confirmation] = {}  # latest confirmation per watched channel
         self._broken: Optional[RedisConnection] = None  # dropped, closed by the next reconnect
@@ -258,9 +264,10 @@ class ResultHub:
         *,
         fetch_existing: bool = True,
         while_subscribing: Optional[Callable[[], Awaitable[None]]] = None,
-        commands: Optional[Sequence[Tuple[object, ...]]] = None,
+        commands: Optional[Sequence[Sequence[object]]] = None,
         await_replies: bool = True,
         in_order: bool = False,
+        keep: Optional[Callable[[str, Outcome], Any]] = None,
     ) -> Watch:
         """Subscribe to the ids' results for the duration of the block.
 
@@ -271,16 +278,20 @@ class ResultHub:
         :meth:`carries_commands`) go out in the same write, after the SUBSCRIBE; the block starts once
         their replies are in ``watch.replies`` (``await_replies=False``: at once; wait with
         ``wait(..., or_failed_command=True)``, the replies arrive before any result they lead to).
-        ``in_order``: keep ``watch.arrived``, the ids in the order their results came.
+        ``in_order``: keep ``watch.arrived``, the ids in the order their results came. ``keep``: what
+        ``watch.outcomes`` holds of an outcome, made as it arrives (default: the outcome itself), so a
+        batch holds what it returns, not a decoded record of a kilobyte per task until the last one.
         Raises ``ConnectionLost`` when the backend cannot be reached.
         """
-        return Watch(self, task_ids, (fetch_existing, while_subscribing, commands, await_replies), in_order=in_order)
+        return Watch(self, task_ids, (fetch_existing, while_subscribing, commands, await_replies), in_order=in_order,
+                     keep=keep)
 
     async def _open(self, watch: Watch, fetch_existing: bool,
                     while_subscribing: Optional[Callable[[], Awaitable[None]]],
-                    commands: Optional[Sequence[Tuple[object, ...]]], await_replies: bool) -> Watch:
+                    commands: Optional[Sequence[Sequence[object]]], await_replies: bool) -> Watch:
         for channel in watch.channels:
-            self._watchers.setdefault(channel, set()).add(watch)
+            if self._watchers.setdefault(channel, watch) is not watch:
+                self._also_watching.setdefault(channel, []).append(watch)
         try:
             if commands:
                 conn = self._usable_connection() or await self._connection()
@@ -337,17 +348,18 @@ class ResultHub:
         self._fail_all(ConnectionLost("the client is closed"))
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            self._queue_forget()
-            # Queued clean-up (unsubscribes, DELs of consumed results), best effort. Not carried
-            # commands: their callers have just been told they were not sent.
-            data = b"".join(entry for entry in self._outbox if isinstance(entry, bytes))
+            # Of what is queued, only the DEL of consumed results matters now, best effort: not the
+            # (un)subscriptions of a connection about to close, nor carried commands (their callers
+            # have just been told they were not sent).
             self._outbox = []
-            if data:
+            self._queue_forget()
+            if self._outbox:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                     try:
-                        await conn.send(data)
+                        await conn.send_pieces(_pieces(self._outbox))
                     except ConnectionLost:
                         pass
+                self._outbox = []
             await conn.aclose()
 
     # ------------------------------------------------------------------ connection
@@ -409,8 +421,8 @@ class ResultHub:
             raise
 
     def _queue_forget(self) -> None:
-        if self._forget:  # last in the write, so last in the replies expected
-            self._outbox.append(encode_command("DEL", *self._forget))
+        if self._forget:  # last in the write, so last in the replies expected; encoded as it is sent
+            self._outbox.append(encode_pipeline((("DEL", *self._forget),)))
             self._outbox_expected.append(None)
             self._forget = []
 
@@ -435,7 +447,7 @@ class ResultHub:
                 watch._fail_replies(unsent)
 
     async def _subscribe(self, channels: List[str],
-                         carry: Optional[Tuple[Sequence[Tuple[object, ...]], Watch]] = None) -> None:
+                         carry: Optional[Tuple[Sequence[Sequence[object]], Watch]] = None) -> None:
         if not channels and carry is None:
             return
         if self._usable_connection() is None:
@@ -455,13 +467,18 @@ class ResultHub:
     async def _release(self, watch: Watch) -> None:
         gone = []
         for channel in watch.channels:
-            watchers = self._watchers.get(channel)
-            if watchers is not None:
-                watchers.discard(watch)
-                if not watchers:
+            others = self._also_watching.get(channel)
+            if self._watchers.get(channel) is watch:
+                if others:
+                    self._watchers[channel] = others.pop(0)
+                else:
                     del self._watchers[channel]
                     self._confirmed.pop(channel, None)
                     gone.append(channel)
+            elif others and watch in others:
+                others.remove(watch)
+            if others is not None and not others:
+                del self._also_watching[channel]
         if not self._watchers:  # dicts and sets never shrink: start small again after a burst
             self._watchers, self._confirmed = {}, {}
             if not self._acks:
@@ -473,9 +490,9 @@ class ResultHub:
         if gone:
             if self._watchers:  # others are active: the UNSUBSCRIBE rides with their next write
                 self._outbox.append(encode_command("UNSUBSCRIBE", *gone))
-            else:
+            else:  # nothing is watched now: unsubscribe from everything, without naming 2,000 channels
                 with anyio.CancelScope(shield=True):  # a half-sent command would break the connection
-                    await self._write(encode_command("UNSUBSCRIBE", *gone))
+                    await self._write(_UNSUBSCRIBE_ALL)
 
     # ------------------------------------------------------------------ leader / follower reading
     async def _drive(self, watch: Watch, satisfied: Callable[[], bool], deadline: float = math.inf) -> None:
@@ -570,11 +587,10 @@ class ResultHub:
         kind = reply[0]
         if kind == b"message":
             channel = _channel(reply[1])
-            watchers = self._watchers.get(channel)
-            if watchers:
+            if channel in self._watchers:
                 outcome = self._decode(channel, reply[2])
                 if outcome is not None:
-                    for watch in list(watchers):
+                    for watch in self._watching(channel):
                         watch._deliver(channel, outcome)
         elif kind == b"subscribe":
             channel = _channel(reply[1])
@@ -583,8 +599,16 @@ class ResultHub:
                 pending.popleft().set()
                 if not pending:
                     del self._acks[channel]
-                for watch in self._watchers.get(channel, ()):
+                for watch in self._watching(channel):
                     watch.wake()
+
+    def _watching(self, channel: str) -> Tuple[Watch, ...]:
+        """The watches of ``channel`` now (a copy: delivering may end some)."""
+        first = self._watchers.get(channel)
+        if first is None:
+            return ()
+        others = self._also_watching.get(channel)
+        return (first, *others) if others else (first,)
 
     def _decode(self, channel: str, raw: object) -> Optional[Outcome]:
         data = raw if isinstance(raw, bytes) else b""
@@ -604,7 +628,7 @@ class ResultHub:
                 if raw is not None:
                     outcome = self._decode(channel, raw)
                     if outcome is not None:
-                        for watch in list(self._watchers.get(channel, ())):
+                        for watch in self._watching(channel):
                             watch._deliver(channel, outcome)
 
     async def _reconnect(self) -> None:
@@ -659,8 +683,8 @@ class ResultHub:
                 event.set()
         for channel in channels:
             self._confirmed.setdefault(channel, _Confirmation()).set()
-        for watchers in self._watchers.values():
-            for watch in watchers:
+        for channel in channels:
+            for watch in self._watching(channel):
                 watch.wake()
 
     def _fail_all(self, exc: ConnectionLost) -> None:
@@ -671,6 +695,6 @@ class ResultHub:
         self._acks = {}
         for event in self._confirmed.values():
             event.set()
-        for channel, watchers in self._watchers.items():
-            for watch in list(watchers):
+        for channel in list(self._watchers):
+            for watch in self._watching(channel):
                 watch._deliver(channel, exc)

@@ -56,15 +56,19 @@ def _as_bytes(arg: Arg) -> bytes:
     return data
 
 
-def _add_command(parts: List[bytes], args: Sequence[Arg]) -> int:
-    """Append ``args``'s encoding to ``parts``; the size of its arguments (the framing not counted)."""
+def _add_arg(parts: List[bytes], arg: Arg) -> int:
+    """Append one argument's encoding to ``parts``; its size in bytes."""
+    data = arg.encode() if type(arg) is str else arg if type(arg) is bytes else _as_bytes(arg)
+    header = b"$%d\r\n" % len(data)
+    parts += (header, data, b"\r\n")
+    return len(header) + len(data) + 2
+
+
+def _add_command(parts: List[bytes], args: Sequence[Arg]) -> None:
+    """Append ``args``'s encoding to ``parts`` (joined once, at the end: an envelope is a kilobyte or more)."""
     parts.append(b"*%d\r\n" % len(args))
-    size = 0
-    for arg in args:  # arguments are joined once, at the end (a task envelope is a kilobyte or more)
-        data = arg.encode() if type(arg) is str else arg if type(arg) is bytes else _as_bytes(arg)
-        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
-        size += len(data)
-    return size
+    for arg in args:
+        _add_arg(parts, arg)
 
 
 def encode_command(*args: Arg) -> bytes:
@@ -87,15 +91,20 @@ PIECE_SIZE = 65536
 
 
 def encode_pipeline(commands: Iterable[Sequence[Arg]], piece_size: int = PIECE_SIZE) -> Iterator[bytes]:
-    """Encode a pipeline lazily, in pieces of whole commands of about ``piece_size`` bytes (at least one
-    command each), so that a long pipeline is never held encoded all at once."""
+    """Encode a pipeline lazily, in pieces of about ``piece_size`` bytes, so that a long pipeline is never
+    held encoded all at once. A piece ends after a command, or inside a long one after an argument (one
+    LPUSH of a batch's envelopes is megabytes; its arguments are read only as their piece is made)."""
     parts: List[bytes] = []
     size = 0
     for command in commands:
-        size += _add_command(parts, command)
-        if size >= piece_size:
-            yield b"".join(parts)
-            parts, size = [], 0
+        header = b"*%d\r\n" % len(command)
+        parts.append(header)
+        size += len(header)
+        for arg in command:
+            size += _add_arg(parts, arg)
+            if size >= piece_size:
+                yield b"".join(parts)
+                parts, size = [], 0
     if parts:
         yield b"".join(parts)
 
