@@ -14,9 +14,10 @@ import redis
 
 from sandai_operator_client import create_async_client
 from sandai_operator_client._core import broker
-from sandai_operator_client._core.broker import RedisPublisher
+from sandai_operator_client._core.broker import PreparedTask, RedisPublisher
 from sandai_operator_client._core.redis import ConnectionLost
 from sandai_operator_client._core.sockets import SocketByteStream
+from sandai_operator_client.protocol.celery import TaskMessage, encode_task_message
 from sandai_operator_client.protocol.kombu_redis import priority_list_name
 
 pytestmark = pytest.mark.anyio
@@ -73,6 +74,15 @@ async def test_pieces_are_taken_as_they_go_out_and_nobody_cuts_in_between() -> N
     assert data == piece * 8 + b"other"
     await sender.aclose()
     await reader.aclose()
+
+
+def test_a_prepared_task_is_its_message_flattened() -> None:
+    message = encode_task_message(task_id="t-1", task_name="n", kwargs={"a": 1}, origin="o", serializer="json",
+                                  extra_headers={"x": 1})
+    task = PreparedTask.of(message, "q", "tag")
+    assert PreparedTask._fields[: len(TaskMessage._fields)] == TaskMessage._fields
+    assert task.message == message and task.task_id == "t-1" and task.queue == "q" and task.delivery_tag == "tag"
+    assert task.span is None
 
 
 async def test_a_lost_pipeline_is_settled_by_re_encoding_the_envelopes_it_sent(

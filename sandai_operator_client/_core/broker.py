@@ -8,11 +8,11 @@ with whatever other commands are queued. Other transports (``amqp://`` and frien
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Union, overload
+from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple, Union, overload
 
 import anyio
 
-from ..protocol.celery import TaskMessage
+from ..protocol.celery import TaskMessage, TaskShape
 from ..protocol.kombu_redis import RedisEnvelopeEncoder, priority_list_name, priority_list_names
 from ..protocol.resp import RespError
 from ..protocol.results import result_key
@@ -69,13 +69,36 @@ def _envelope(encoder: RedisEnvelopeEncoder, task: PreparedTask) -> bytes:
 
 
 class PreparedTask(NamedTuple):
-    """A validated, encoded task ready to publish to ``queue``."""
+    """A validated, encoded task ready to publish to ``queue``: its message's fields, then where it goes.
+
+    Flat (``PreparedTask.of``), not a message inside a tuple: a batch holds thousands until they are
+    published, and a tuple less each was a tenth of a 2,000-task batch's peak memory.
+    """
 
     task_id: str
+    body: bytes
+    content_type: str
+    content_encoding: str
+    argsrepr: str
+    kwargsrepr: str
+    shape: TaskShape
+    extra_headers: Optional[Mapping[str, Any]]
     queue: str
-    message: TaskMessage
     delivery_tag: str
     span: Any = None  # the OpenTelemetry client span, when tracing is active
+
+    @classmethod
+    def of(cls, message: TaskMessage, queue: str, delivery_tag: str, span: Any = None) -> PreparedTask:
+        """``message``, ready to publish to ``queue``."""
+        return cls(*message, queue, delivery_tag, span)
+
+    @property
+    def message(self) -> TaskMessage:
+        """The task's Celery message."""
+        return TaskMessage._make(self[:_MESSAGE_FIELDS])
+
+
+_MESSAGE_FIELDS = len(TaskMessage._fields)
 
 
 class Publisher(Protocol):

@@ -220,7 +220,7 @@ class OperatorCore:
             if traced is not None:
                 end_task_span(traced[0], exc)
             raise InvalidTaskInputError(str(exc)) from exc
-        return PreparedTask(task_id, queue, message, new_uuid4(), None if traced is None else traced[0])
+        return PreparedTask.of(message, queue, new_uuid4(), None if traced is None else traced[0])
 
     # ------------------------------------------------------------------ publishing
     def publish(self, tasks: Sequence[PreparedTask]) -> Awaitable[List[Optional[Exception]]]:
