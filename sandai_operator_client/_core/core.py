@@ -497,10 +497,10 @@ class OperatorCore:
         index, task_id, submit_error = submission
         if task_id is None or submit_error is not None:
             return BatchTaskResult(index=index, task_id=task_id, submitted=False, error=submit_error)
-        if watch is None:
-            kept = error or self._connection_error("no result subscription")
-        else:
-            kept = watch.outcomes.get(task_id) or TaskTimeoutError(task_id, budget)
+        kept: Any = watch.outcomes.get(task_id) if watch is not None else (
+            error or self._connection_error("no result subscription"))
+        if kept is None:
+            kept = TaskTimeoutError(task_id, budget)
         if isinstance(kept, Exception):
             return BatchTaskResult(index=index, task_id=task_id, submitted=True, error=kept)
         artifacts, results = kept
