@@ -587,10 +587,11 @@ class ResultHub:
         kind = reply[0]
         if kind == b"message":
             channel = _channel(reply[1])
-            if channel in self._watchers:
+            watches = self._watching(channel)
+            if watches:
                 outcome = self._decode(channel, reply[2])
                 if outcome is not None:
-                    for watch in self._watching(channel):
+                    for watch in watches:
                         watch._deliver(channel, outcome)
         elif kind == b"subscribe":
             channel = _channel(reply[1])
