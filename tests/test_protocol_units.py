@@ -328,6 +328,16 @@ def test_priority_lists() -> None:
     assert priority_list_names("q") == ("q", "q\x06\x163", "q\x06\x166", "q\x06\x169")
 
 
+def test_task_result_outputs_are_the_records_own() -> None:
+    artifacts: list[Any] = []
+    results = {"echo": "x"}
+    parsed = parse_task_result("t", {"status": "success", "artifacts": artifacts, "results": results})
+    assert parsed.artifacts is artifacts and parsed.results is results  # kept as decoded, not copied
+    for missing in ({}, {"artifacts": None, "results": None}, {"artifacts": "", "results": 0}):
+        parsed = parse_task_result("t", {"status": "success", **missing})
+        assert parsed.to_legacy_tuple() == ([], {})
+
+
 def test_envelope_parsing_errors() -> None:
     with pytest.raises(InvalidResultFormatError):
         parse_task_result("t", ["not", "a", "dict"])

@@ -16,9 +16,12 @@ from sandai_operator_client import create_async_client
 from sandai_operator_client._core import broker
 from sandai_operator_client._core.broker import PreparedTask, RedisPublisher
 from sandai_operator_client._core.redis import ConnectionLost
+from sandai_operator_client._core.results import _ResultKeysCommand
 from sandai_operator_client._core.sockets import SocketByteStream
 from sandai_operator_client.protocol.celery import TaskMessage, encode_task_message
 from sandai_operator_client.protocol.kombu_redis import priority_list_name
+from sandai_operator_client.protocol.resp import encode_command, encode_pipeline
+from sandai_operator_client.protocol.results import result_key
 
 pytestmark = pytest.mark.anyio
 
@@ -74,6 +77,15 @@ async def test_pieces_are_taken_as_they_go_out_and_nobody_cuts_in_between() -> N
     assert data == piece * 8 + b"other"
     await sender.aclose()
     await reader.aclose()
+
+
+def test_a_del_of_result_keys_makes_its_keys_as_it_is_encoded() -> None:
+    ids = [f"id-{i}" for i in range(3000)]
+    command = _ResultKeysCommand("DEL", ids)
+    assert len(command) == 3001 and command[0] == "DEL" and command[1] == result_key("id-0")
+    pieces = list(encode_pipeline([command], piece_size=4096))
+    assert len(pieces) > 1  # encoded piece by piece, the keys never all held as strings
+    assert b"".join(pieces) == encode_command("DEL", *[result_key(i) for i in ids])
 
 
 def test_a_prepared_task_is_its_message_flattened() -> None:

@@ -46,6 +46,7 @@ from typing import (
     Set,
     Tuple,
     Union,
+    overload,
 )
 
 import anyio
@@ -79,6 +80,33 @@ def _pieces(outbox: List[Union[bytes, Iterator[bytes]]]) -> Iterator[bytes]:
             size += len(piece)
     if run:
         yield b"".join(run)
+
+
+class _ResultKeysCommand(Sequence[str]):
+    """``<name> <result key>...`` of some task ids, the keys made only as the command is encoded: a
+    batch's DEL names 2,000 keys (200 KB of strings) at the moment its results are all alive."""
+
+    __slots__ = ("_name", "_task_ids")
+
+    def __init__(self, name: str, task_ids: Sequence[str]) -> None:
+        self._name, self._task_ids = name, task_ids
+
+    def __len__(self) -> int:
+        return 1 + len(self._task_ids)
+
+    def __iter__(self) -> Iterator[str]:
+        yield self._name
+        for task_id in self._task_ids:
+            yield result_key(task_id)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> List[str]: ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[str, List[str]]:
+        return list(self)[index]  # not on any path of ours: commands are iterated
 
 
 class Watch:
@@ -178,7 +206,7 @@ def _channel(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _all_set(events: List[_Confirmation]) -> Callable[[], bool]:
+def _all_set(events: List[_Confirmation]) -> Callable[[Watch], bool]:
     """A check that all ``events`` are set, resuming where it stopped: O(n) over every call, not O(n) each.
 
     Checked after every reply while a batch subscribes, so re-scanning all its confirmations each time
@@ -186,7 +214,7 @@ def _all_set(events: List[_Confirmation]) -> Callable[[], bool]:
     """
     position = 0
 
-    def check() -> bool:
+    def check(_watch: Watch) -> bool:
         nonlocal position
         while position < len(events):
             if not events[position].is_set():
@@ -223,7 +251,7 @@ class ResultHub:
         self._outbox_expected: List[Optional[Watch]] = []  # for the carried commands in the outbox
         self._expected: Deque[Optional[Watch]] = deque()  # on the connection
         self._connected_once = False
-        self._forget: List[str] = []  # consumed result keys to DEL with the next write
+        self._forget: List[str] = []  # tasks whose consumed result keys to DEL with the next write
         self._send_pending = False
         # A channel's first watch, and any others apart: there is nearly always just one, and a set
         # per channel (216 bytes for one watch) was a tenth of a 2,000-task batch's peak memory.
@@ -302,7 +330,7 @@ class ResultHub:
                                       carry=(commands, watch))
                 if await_replies:
                     watch._need = len(commands)
-                    await self._drive(watch, watch._has_replies)
+                    await self._drive(watch, Watch._has_replies)
             else:
                 await self._subscribe([c for c in watch.channels if c not in self._confirmed])
                 if while_subscribing is not None:
@@ -317,13 +345,14 @@ class ResultHub:
             raise
         return watch
 
-    def forget(self, keys: Sequence[str]) -> bool:
-        """Queue ``DEL keys`` to ride with the next write (an UNSUBSCRIBE or a SUBSCRIBE, which every
-        watch sends); False, and nothing queued, when the connection cannot carry commands."""
+    def forget(self, task_ids: Sequence[str]) -> bool:
+        """Queue the DEL of the tasks' result keys to ride with the next write (an UNSUBSCRIBE or a
+        SUBSCRIBE, which every watch sends); False, and nothing queued, when the connection cannot
+        carry commands."""
         conn = self._conn
-        if conn is None or not conn.resp3 or not keys:
+        if conn is None or not conn.resp3 or not task_ids:
             return False
-        self._forget.extend(keys)  # one DEL for all of them, at the end of the next write
+        self._forget.extend(task_ids)  # one DEL for all of them, at the end of the next write
         return True
 
     async def carries_commands(self) -> bool:
@@ -340,7 +369,7 @@ class ResultHub:
         """
         watch._need = len(watch.channels) if count is None else min(count, len(watch.channels))
         watch._or_failed_command = or_failed_command
-        return self._drive(watch, watch._has_outcomes, deadline)
+        return self._drive(watch, Watch._has_outcomes, deadline)
 
     async def aclose(self) -> None:
         """Close the connection and resolve every remaining watch with ``ConnectionLost``."""
@@ -422,7 +451,7 @@ class ResultHub:
 
     def _queue_forget(self) -> None:
         if self._forget:  # last in the write, so last in the replies expected; encoded as it is sent
-            self._outbox.append(encode_pipeline((("DEL", *self._forget),)))
+            self._outbox.append(encode_pipeline((_ResultKeysCommand("DEL", self._forget),)))
             self._outbox_expected.append(None)
             self._forget = []
 
@@ -495,16 +524,18 @@ class ResultHub:
                     await self._write(_UNSUBSCRIBE_ALL)
 
     # ------------------------------------------------------------------ leader / follower reading
-    async def _drive(self, watch: Watch, satisfied: Callable[[], bool], deadline: float = math.inf) -> None:
+    async def _drive(self, watch: Watch, satisfied: Callable[[Watch], bool], deadline: float = math.inf) -> None:
+        # ``satisfied`` is a function of the watch (``Watch._has_outcomes``), not a bound method: one
+        # object less per waiter for the cyclic GC to walk.
         try:
-            while not satisfied():
+            while not satisfied(watch):
                 if self._reader is None:
                     self._reader = watch
                     try:
-                        await self._lead(satisfied, deadline)
+                        await self._lead(watch, satisfied, deadline)
                     finally:
                         self._reader = None
-                    if not satisfied():
+                    if not satisfied(watch):
                         return  # the reader leaves unsatisfied only when its deadline passed
                 else:
                     self._idle.add(watch)
@@ -514,19 +545,19 @@ class ResultHub:
                         await watch.park()
                     finally:
                         self._idle.discard(watch)
-                    if deadline != math.inf and not satisfied() and current_time() >= deadline:
+                    if deadline != math.inf and not satisfied(watch) and current_time() >= deadline:
                         return  # woken because time is up
         finally:
             if self._reader is None and self._idle:
                 next(iter(self._idle)).wake()  # hand the reading on
 
-    async def _lead(self, satisfied: Callable[[], bool], deadline: float) -> None:
-        """Read and dispatch until ``satisfied`` or ``deadline``, waking parked watches whose time is up."""
-        while not satisfied():
+    async def _lead(self, watch: Watch, satisfied: Callable[[Watch], bool], deadline: float) -> None:
+        """Read and dispatch until ``satisfied(watch)`` or ``deadline``, waking parked watches whose time is up."""
+        while not satisfied(watch):
             with anyio.CancelScope(deadline=self._earliest_parked(deadline)) as scope:
                 self._read_scope = scope
                 try:
-                    while not satisfied():
+                    while not satisfied(watch):
                         await self._read_one()  # cancel-safe: what was received stays buffered
                 finally:
                     self._read_scope = None

@@ -160,8 +160,13 @@ def _checked_status(task_id: str, result: Any) -> Mapping[str, Any]:
 def parse_task_result(task_id: str, result: Any) -> OperatorTaskResult:
     """Outputs of a success envelope; typed errors for everything else."""
     envelope = _checked_status(task_id, result)
-    artifacts = envelope.get("artifacts") or []
-    results = envelope.get("results") or {}
+    # The record's own empty list is returned, not a new one: a batch keeps 2,000 of them.
+    artifacts = envelope.get("artifacts")
+    if not artifacts and type(artifacts) is not list:
+        artifacts = []
+    results = envelope.get("results")
+    if not results and type(results) is not dict:
+        results = {}
     if not isinstance(artifacts, list) or not isinstance(results, dict):
         raise InvalidResultFormatError(task_id, result)
     return OperatorTaskResult(artifacts=artifacts, results=results)
