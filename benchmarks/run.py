@@ -27,7 +27,7 @@ AMQP_URL = os.environ.get("SANDAI_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1
 # workload -> (metric, higher is better, implementations)
 WORKLOADS = {
     "sequential": ("p50_ms", False, ("ours", "seed", "bare")),
-    "submit": ("per_s", True, ("ours", "seed", "bare")),
+    "submit": ("per_s", True, ("ours", "seed", "bare", "raw")),  # raw: a plain socket, the round-trip floor
     "submit_async": ("per_s", True, ("ours", "seed", "bare")),
     "batch": ("per_s", True, ("ours", "seed", "bare")),
     "concurrent": ("per_s", True, ("ours", "seed")),
@@ -122,14 +122,16 @@ def main() -> None:
         rows.append({"workload": workload, "metric": metric, "median": med, "p99_ms": extra, "peak_rss_mb": rss,
                      "sockets": socks, "failed": {impl: f for impl, f in failed.items() if f},
                      "ours_vs_seed": (med["ours"] / med["seed"]) if "seed" in med and "ours" in med else None,
-                     "ours_vs_bare": (med["ours"] / med["bare"]) if "bare" in med and "ours" in med else None})
+                     "ours_vs_bare": (med["ours"] / med["bare"]) if "bare" in med and "ours" in med else None,
+                     "raw_vs_seed": (med["raw"] / med["seed"]) if "raw" in med and "seed" in med else None})
     print()
-    print(f"{'workload':16} {'metric':10} {'ours':>10} {'seed':>10} {'bare':>10} {'ours/seed':>10} {'ours/bare':>10}")
+    print(f"{'workload':16} {'metric':10} {'ours':>10} {'seed':>10} {'bare':>10} {'ours/seed':>10} {'ours/bare':>10}"
+          f" {'raw/seed':>10}")
     for row in rows:
         m = row["median"]
         fmt = lambda v: f"{v:10.2f}" if isinstance(v, (int, float)) else f"{'-':>10}"  # noqa: E731
         print(f"{row['workload']:16} {row['metric']:10} {fmt(m.get('ours'))} {fmt(m.get('seed'))} "
-              f"{fmt(m.get('bare'))} {fmt(row['ours_vs_seed'])} {fmt(row['ours_vs_bare'])}")
+              f"{fmt(m.get('bare'))} {fmt(row['ours_vs_seed'])} {fmt(row['ours_vs_bare'])} {fmt(row['raw_vs_seed'])}")
         for impl, reasons in row["failed"].items():
             print(f"{'':16} {impl} failed {len(reasons)} of {args.rounds} run(s): {reasons[0]}")
     (HERE / "results").mkdir(exist_ok=True)

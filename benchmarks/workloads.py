@@ -1,8 +1,10 @@
 """One benchmark workload in one process; prints a JSON line of measurements.
 
 ``python workloads.py IMPL WORKLOAD OPERATOR REDIS_URL`` where IMPL is ``ours`` (this project), ``seed``
-(the published sandai-operator-client 0.4.6, run in its own virtualenv) or ``bare`` (redis-py doing the
-same wire work with no client logic: SUBSCRIBE, LPUSH a ready envelope, wait for the PUBLISH, DEL).
+(the published sandai-operator-client 0.4.6, run in its own virtualenv), ``bare`` (redis-py doing the
+same wire work with no client logic: SUBSCRIBE, LPUSH a ready envelope, wait for the PUBLISH, DEL) or,
+for ``submit`` only, ``raw`` (the same LPUSHes over a plain blocking socket: the floor of waiting for
+each reply).
 """
 
 from __future__ import annotations
@@ -131,7 +133,33 @@ def sequential() -> None:
     report(**percentiles(samples), n=N_SEQ)
 
 
+def raw_lpush_floor() -> float:
+    """Blocking LPUSH round trips per second over a plain socket, the commands encoded beforehand: the
+    floor of any client that, like the seed, waits for each LPUSH's reply (a failed publish must raise)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from sandai_operator_client.protocol.resp import encode_command
+
+    bare = Bare()
+    commands = [encode_command("LPUSH", bare.queue, bare.envelope(str(bare.uuid.uuid4()))) for _ in range(N_SUBMIT)]
+    address = urlsplit(URL)
+    sock = socket.create_connection((address.hostname or "127.0.0.1", address.port or 6379))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    t = time.perf_counter()
+    for command in commands:
+        sock.sendall(command)
+        if not sock.recv(64).endswith(b"\r\n"):  # ":<length>\r\n" arrives whole on loopback
+            raise RuntimeError("partial LPUSH reply")
+    elapsed = time.perf_counter() - t
+    sock.close()
+    return N_SUBMIT / elapsed
+
+
 def submit() -> None:
+    if IMPL == "raw":
+        report(per_s=raw_lpush_floor(), n=N_SUBMIT)
+        return
     if IMPL == "bare":
         bare = Bare()
         t = time.perf_counter()
