@@ -13,12 +13,15 @@ would deadlock, so it raises instead.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
 
 import anyio
 
 if TYPE_CHECKING:
+    import asyncio
+
     from anyio.from_thread import BlockingPortal
 
 __all__ = ("InlineLoop", "LoopThread", "loop_thread")
@@ -116,16 +119,16 @@ class InlineLoop:
     """
 
     def __init__(self) -> None:
-        import asyncio
-
-        self._asyncio = asyncio
-        self._loop = asyncio.new_event_loop()
+        # The loop is made by the first call: a client created at import time (or never used) does not
+        # import asyncio, which with the ssl module it imports is ~6 MB and a third of our peak memory.
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._lock = threading.Lock()
         self.pid = os.getpid()
 
     def try_run(self, func: Callable[..., Awaitable[T]], *args: Any) -> tuple[bool, Optional[T]]:
         """``(True, result)`` when run here, ``(False, None)`` when the caller must use the loop thread."""
-        if self._asyncio._get_running_loop() is not None or not self._lock.acquire(blocking=False):
+        asyncio = sys.modules.get("asyncio")  # no asyncio loop can run where asyncio was never imported
+        if (asyncio is not None and asyncio._get_running_loop() is not None) or not self._lock.acquire(blocking=False):
             return False, None
         try:
             return True, self._drive(func, *args)
@@ -141,14 +144,19 @@ class InlineLoop:
         async def call() -> T:
             return await func(*args)
 
-        task = self._loop.create_task(call())
+        loop = self._loop
+        if loop is None:
+            import asyncio
+
+            loop = self._loop = asyncio.new_event_loop()
+        task = loop.create_task(call())
         try:
-            return self._loop.run_until_complete(task)
+            return loop.run_until_complete(task)
         except BaseException:
             if not task.done():
                 task.cancel()
                 try:
-                    self._loop.run_until_complete(task)
+                    loop.run_until_complete(task)
                 except BaseException:
                     pass
             raise
@@ -156,5 +164,5 @@ class InlineLoop:
     def close(self) -> None:
         """Close the loop (after the core on it was closed)."""
         with self._lock:
-            if not self._loop.is_closed():
+            if self._loop is not None and not self._loop.is_closed():
                 self._loop.close()

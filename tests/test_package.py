@@ -41,6 +41,12 @@ def test_msgpack_is_loaded_by_its_first_use_not_by_a_client() -> None:
     assert "msgpack" in _modules_after(used)
 
 
+def test_asyncio_is_loaded_by_a_blocking_clients_first_call_not_by_the_client(redis_url: str) -> None:
+    client = f"from sandai_operator_client import create_client\nclient = create_client('x', 'v1', broker_url={redis_url!r})"
+    assert "asyncio" not in _modules_after(client)
+    assert "asyncio" in _modules_after(f"{client}\nclient.get_queue_info()\nclient.close()")
+
+
 def test_every_public_name_resolves_and_is_listed() -> None:
     for name in sandai_operator_client.__all__:
         assert getattr(sandai_operator_client, name) is not None, name
