@@ -130,6 +130,8 @@ def test_batches(operator_client: OperatorClient, fake_operator: FakeOperator) -
     assert not detailed[3].submitted and isinstance(detailed[3].error, InvalidTaskInputError)
     assert detailed[5].submitted and isinstance(detailed[5].error, TaskExecutionError)
     assert all(r.success and r.results["echo"] == str(r.index) for r in detailed if r.index not in (3, 5))
+    first, other = (list(detailed[i].results) for i in (0, 1))
+    assert first == other and all(a is b for a, b in zip(first, other))  # a batch's results share their keys
     legacy = operator_client.batch_sync(tasks, timeout=30)
     assert legacy[3] == ([], {}) and legacy[5] == ([], {}) and legacy[7] == ([], {"echo": "7", "n_artifacts": 0})
     handles = operator_client.batch_async(tasks)

@@ -449,7 +449,7 @@ class OperatorCore:
         error: Optional[Exception] = None
         if ids:
             try:
-                async with self._hub.watch(ids, fetch_existing=True, keep=self._batch_outputs) as watch:
+                async with self._hub.watch(ids, fetch_existing=True, keep=self._batch_keep()) as watch:
                     try:
                         await self._hub.wait(watch, deadline=self._deadline(budget))
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
@@ -478,7 +478,7 @@ class OperatorCore:
             try:
                 carried = await self._lpush_with_watch(prepared)
                 async with self._hub.watch(ids, while_subscribing=publish if carried is None else None,
-                                           commands=carried, keep=self._batch_outputs) as watch:
+                                           commands=carried, keep=self._batch_keep()) as watch:
                     try:
                         if carried is not None:
                             errors[:] = await self._carried(prepared, carried, watch.replies)
@@ -501,17 +501,29 @@ class OperatorCore:
         merged = self._merge_publish_errors(submissions, errors)
         return [self._batch_result(s, watch, budget, error) for s in merged]
 
-    def _batch_outputs(self, task_id: str, outcome: Outcome) -> Union[LegacyTaskResult, OperatorError]:
+    def _batch_keep(self) -> Callable[[str, Outcome], Union[LegacyTaskResult, OperatorError]]:
         """What a batch's watch keeps of a task's outcome as it arrives (``ResultHub.watch``'s ``keep``):
-        ``(artifacts, results)`` or the typed error, not the decoded record."""
-        try:
-            return _legacy_result(task_id, self._envelope(task_id, outcome))
-        except OperatorError as exc:
-            return exc
+        ``(artifacts, results)`` or the typed error, not the decoded record.
+
+        The batch's results share their keys: one string per distinct key, not one per task (each
+        record is decoded on its own, so ``{"echo": ..., "n_artifacts": ...}`` made two new key strings
+        for every task of a batch: 240 KB of 2,000). Not ``sys.intern``: interned strings are immortal
+        on Python 3.12, and an operator's keys may be unbounded.
+        """
+        keys: Dict[Any, Any] = {}
+
+        def keep(task_id: str, outcome: Outcome) -> Union[LegacyTaskResult, OperatorError]:
+            try:
+                artifacts, results = _legacy_result(task_id, self._envelope(task_id, outcome))
+            except OperatorError as exc:
+                return exc
+            return artifacts, {keys.setdefault(key, key): value for key, value in results.items()}
+
+        return keep
 
     def _batch_result(self, submission: Submission, watch: Optional[Watch], budget: float,
                       error: Optional[Exception]) -> BatchTaskResult:
-        """One task's ``BatchTaskResult`` from what ``watch`` kept of it (``keep=self._batch_outputs``)."""
+        """One task's ``BatchTaskResult`` from what ``watch`` kept of it (``keep=self._batch_keep()``)."""
         index, task_id, submit_error = submission
         if task_id is None or submit_error is not None:
             return BatchTaskResult(index=index, task_id=task_id, submitted=False, error=submit_error)
@@ -614,7 +626,7 @@ class OperatorCore:
         yielded: set[Optional[str]] = set()
         try:
             async with self._hub.watch(list(by_id), fetch_existing=True, in_order=True,
-                                       keep=self._batch_outputs) as watch:
+                                       keep=self._batch_keep()) as watch:
                 # no cancel scope may span a yield (the consumer may resume us from another task): each
                 # wait is bounded by the one deadline of the batch
                 assert watch.arrived is not None
