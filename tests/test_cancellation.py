@@ -97,7 +97,7 @@ async def test_waiters_of_one_task_each_get_its_result_whoever_leaves_first(
         await anyio.sleep(0.02)
         tg.start_soon(leave_early)  # and one of the others
         await anyio.sleep(0.02)
-        assert hub.watched_channels == 1 and len(hub._also_watching[f"celery-task-meta-{handle.task_id}"]) == 4
+        assert hub.watched_channels == 1 and len(hub._also_watching[handle.task_id]) == 4
     assert len(envelopes) == 3 and all(e["results"]["echo"] == "shared" for e in envelopes)
     assert hub.watched_channels == 0 and not hub._also_watching
     assert _eventually(lambda: _subscribed(redis_admin, [handle.task_id]) == 0)

@@ -42,7 +42,8 @@ def test_msgpack_is_loaded_by_its_first_use_not_by_a_client() -> None:
 
 
 def test_asyncio_is_loaded_by_a_blocking_clients_first_call_not_by_the_client(redis_url: str) -> None:
-    client = f"from sandai_operator_client import create_client\nclient = create_client('x', 'v1', broker_url={redis_url!r})"
+    client = ("from sandai_operator_client import create_client\n"
+              f"client = create_client('x', 'v1', broker_url={redis_url!r})")
     assert "asyncio" not in _modules_after(client)
     assert "asyncio" in _modules_after(f"{client}\nclient.get_queue_info()\nclient.close()")
 

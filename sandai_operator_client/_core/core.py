@@ -630,7 +630,7 @@ class OperatorCore:
                 # no cancel scope may span a yield (the consumer may resume us from another task): each
                 # wait is bounded by the one deadline of the batch
                 assert watch.arrived is not None
-                while len(watch.arrived) or len(watch.outcomes) < len(watch.channels):
+                while len(watch.arrived) or len(watch.outcomes) < len(watch.ids):
                     if not watch.arrived:
                         await self._hub.wait(watch, len(watch.outcomes) + 1, deadline=deadline)
                         if not watch.arrived:

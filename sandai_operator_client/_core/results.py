@@ -53,7 +53,7 @@ import anyio
 
 from ..errors import ResultDecodeError
 from ..protocol.resp import PIECE_SIZE, Push, RespError, encode_command, encode_pipeline
-from ..protocol.results import ResultRecord, decode_result_record, result_key
+from ..protocol.results import RESULT_KEY_PREFIX, ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
 from .loop import Wakeup, current_time, new_wakeup, wake
@@ -64,6 +64,7 @@ __all__ = ("Outcome", "ResultHub", "Watch")
 Outcome = Union[ResultRecord, Exception]
 _MGET_CHUNK = 1000
 _UNSUBSCRIBE_ALL = encode_command("UNSUBSCRIBE")
+_KEY_PREFIX = RESULT_KEY_PREFIX.encode()
 
 
 def _pieces(outbox: List[Union[bytes, Iterator[bytes]]]) -> Iterator[bytes]:
@@ -83,8 +84,8 @@ def _pieces(outbox: List[Union[bytes, Iterator[bytes]]]) -> Iterator[bytes]:
 
 
 class _ResultKeysCommand(Sequence[str]):
-    """``<name> <result key>...`` of some task ids, the keys made only as the command is encoded: a
-    batch's DEL names 2,000 keys (200 KB of strings) at the moment its results are all alive."""
+    """``<name> <result key>...`` of some task ids, the keys made only as the command is encoded: the
+    hub keeps task ids, not result keys (2,000 of them are 200 KB of strings, alive for a whole batch)."""
 
     __slots__ = ("_name", "_task_ids")
 
@@ -109,24 +110,44 @@ class _ResultKeysCommand(Sequence[str]):
         return list(self)[index]  # not on any path of ours: commands are iterated
 
 
+def _keys_args(name: str, task_ids: Sequence[str]) -> Sequence[str]:
+    """``<name> <result key>...``: a plain tuple for one key (a call's), keys made as encoded for many."""
+    return (name, result_key(task_ids[0])) if len(task_ids) == 1 else _ResultKeysCommand(name, task_ids)
+
+
+def _keys_command(name: str, task_ids: Sequence[str]) -> Union[bytes, Iterator[bytes]]:
+    """``<name> <result key>...`` encoded: at once for one key (a call's), as it is sent for many."""
+    if len(task_ids) == 1:
+        return encode_command(name, result_key(task_ids[0]))
+    return encode_pipeline((_ResultKeysCommand(name, task_ids),))
+
+
+def _task_id(raw: object) -> Optional[str]:
+    """The task id of the result channel a pub/sub reply names; None for any other channel."""
+    if isinstance(raw, bytes) and raw.startswith(_KEY_PREFIX):
+        return raw[len(_KEY_PREFIX) :].decode(errors="replace")
+    return None
+
+
 class Watch:
     """One caller's interest in some task ids, from :meth:`ResultHub.watch`: ``async with`` it to subscribe
     for the block. ``arrived`` lists ids in completion order (when asked for).
 
-    ``outcomes`` maps an id to its outcome, or to what ``keep`` made of it as it arrived.
+    ``ids`` holds the watched ids (each mapped to itself: the caller's own string, found by an equal
+    one). ``outcomes`` maps an id to its outcome, or to what ``keep`` made of it as it arrived.
     ``replies`` holds the replies to the commands carried with the subscription, in order (a
     ``ConnectionLost`` for each command whose connection failed); ``command_failed`` tells whether any
     of them is an error.
     """
 
     __slots__ = ("_entry", "_event", "_hub", "_keep", "_need", "_or_failed_command", "_replies_due",
-                 "_wake_on_replies", "arrived", "channels", "command_failed", "outcomes", "replies")
+                 "_wake_on_replies", "arrived", "command_failed", "ids", "outcomes", "replies")
 
     def __init__(self, hub: ResultHub, task_ids: Iterable[str], entry: Tuple[Any, ...], *, in_order: bool = False,
                  keep: Optional[Callable[[str, Outcome], Any]] = None) -> None:
         self._hub = hub
         self._entry: Optional[Tuple[Any, ...]] = entry  # ResultHub._open's options, until entered
-        self.channels: Dict[str, str] = {result_key(t): t for t in task_ids}
+        self.ids: Dict[str, str] = {t: t for t in task_ids}
         self.outcomes: Dict[str, Any] = {}  # Outcome, or what keep returns
         self._keep = keep
         self.arrived: Optional[Deque[str]] = deque() if in_order else None
@@ -171,12 +192,12 @@ class Watch:
         if isinstance(reply, (RespError, ConnectionLost)):
             self.command_failed = True
 
-    def _deliver(self, channel: str, outcome: Outcome) -> None:
-        task_id = self.channels.get(channel)
-        if task_id is not None and task_id not in self.outcomes:
-            self.outcomes[task_id] = outcome if self._keep is None else self._keep(task_id, outcome)
+    def _deliver(self, task_id: str, outcome: Outcome) -> None:
+        own = self.ids.get(task_id)  # the watch's own string: a decoded one would be kept twice
+        if own is not None and own not in self.outcomes:
+            self.outcomes[own] = outcome if self._keep is None else self._keep(own, outcome)
             if self.arrived is not None:
-                self.arrived.append(task_id)
+                self.arrived.append(own)
             self.wake()
 
     def _fail_replies(self, exc: ConnectionLost) -> None:
@@ -200,10 +221,6 @@ class _Confirmation:
 
     def is_set(self) -> bool:
         return self.done
-
-
-def _channel(raw: object) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _all_set(events: List[_Confirmation]) -> Callable[[Watch], bool]:
@@ -253,12 +270,13 @@ class ResultHub:
         self._connected_once = False
         self._forget: List[str] = []  # tasks whose consumed result keys to DEL with the next write
         self._send_pending = False
-        # A channel's first watch, and any others apart: there is nearly always just one, and a set
-        # per channel (216 bytes for one watch) was a tenth of a 2,000-task batch's peak memory.
+        # Keyed by task id, not result key (the keys are made only as commands are encoded). A task's
+        # first watch, and any others apart: there is nearly always just one, and a set per task (216
+        # bytes for one watch) was a tenth of a 2,000-task batch's peak memory.
         self._watchers: Dict[str, Watch] = {}
         self._also_watching: Dict[str, List[Watch]] = {}
         self._acks: Dict[str, Deque[_Confirmation]] = {}  # SUBSCRIBE confirmations expected, in order
-        self._confirmed: Dict[str, _Confirmation] = {}  # latest confirmation per watched channel
+        self._confirmed: Dict[str, _Confirmation] = {}  # latest confirmation per watched task
         self._broken: Optional[RedisConnection] = None  # dropped, closed by the next reconnect
         self._reader: Optional[Watch] = None
         self._read_scope: Optional[anyio.CancelScope] = None  # the reader's: its deadline is the earliest
@@ -317,29 +335,27 @@ class ResultHub:
     async def _open(self, watch: Watch, fetch_existing: bool,
                     while_subscribing: Optional[Callable[[], Awaitable[None]]],
                     commands: Optional[Sequence[Sequence[object]]], await_replies: bool) -> Watch:
-        for channel in watch.channels:
-            if self._watchers.setdefault(channel, watch) is not watch:
-                self._also_watching.setdefault(channel, []).append(watch)
+        for task_id in watch.ids:
+            if self._watchers.setdefault(task_id, watch) is not watch:
+                self._also_watching.setdefault(task_id, []).append(watch)
         try:
             if commands:
                 conn = self._usable_connection() or await self._connection()
                 if not conn.resp3:
                     raise ConnectionLost("this connection cannot carry commands (RESP2)")
                 watch._replies_due, watch._wake_on_replies = len(commands), await_replies
-                await self._subscribe([c for c in watch.channels if c not in self._confirmed],
-                                      carry=(commands, watch))
+                await self._subscribe([t for t in watch.ids if t not in self._confirmed], carry=(commands, watch))
                 if await_replies:
                     watch._need = len(commands)
                     await self._drive(watch, Watch._has_replies)
             else:
-                await self._subscribe([c for c in watch.channels if c not in self._confirmed])
+                await self._subscribe([t for t in watch.ids if t not in self._confirmed])
                 if while_subscribing is not None:
                     await while_subscribing()
                     fetch_existing = True
-                await self._drive(watch, _all_set([self._confirmed[c] for c in watch.channels
-                                                   if c in self._confirmed]))
+                await self._drive(watch, _all_set([self._confirmed[t] for t in watch.ids if t in self._confirmed]))
                 if fetch_existing:
-                    await self._fetch([c for c, t in watch.channels.items() if t not in watch.outcomes])
+                    await self._fetch([t for t in watch.ids if t not in watch.outcomes])
         except BaseException:
             await self._release(watch)
             raise
@@ -367,7 +383,7 @@ class ResultHub:
         ``or_failed_command``: or once a command the watch carried failed (then no result will come).
         (A plain method returning the waiting coroutine: one coroutine less per waiter.)
         """
-        watch._need = len(watch.channels) if count is None else min(count, len(watch.channels))
+        watch._need = len(watch.ids) if count is None else min(count, len(watch.ids))
         watch._or_failed_command = or_failed_command
         return self._drive(watch, Watch._has_outcomes, deadline)
 
@@ -475,39 +491,39 @@ class ResultHub:
             if watch is not None:
                 watch._fail_replies(unsent)
 
-    async def _subscribe(self, channels: List[str],
+    async def _subscribe(self, task_ids: List[str],
                          carry: Optional[Tuple[Sequence[Sequence[object]], Watch]] = None) -> None:
-        if not channels and carry is None:
+        if not task_ids and carry is None:
             return
         if self._usable_connection() is None:
             await self._connection()
         if carry is None:  # carried commands need no confirmation: the server orders them after the SUBSCRIBE
-            for channel in channels:
+            for task_id in task_ids:
                 confirmed = _Confirmation()
-                self._acks.setdefault(channel, deque()).append(confirmed)
-                self._confirmed[channel] = confirmed
+                self._acks.setdefault(task_id, deque()).append(confirmed)
+                self._confirmed[task_id] = confirmed
         if carry is None:
-            await self._write(encode_command("SUBSCRIBE", *channels))
+            await self._write(_keys_command("SUBSCRIBE", task_ids))
         else:  # encoded as it is sent: a batch's carried LPUSHes are megabytes
             commands, watch = carry
-            subscribe = (("SUBSCRIBE", *channels),) if channels else ()
+            subscribe = (_keys_args("SUBSCRIBE", task_ids),) if task_ids else ()
             await self._write(encode_pipeline(chain(subscribe, commands)), expected=watch)  # type: ignore[arg-type]
 
     async def _release(self, watch: Watch) -> None:
         gone = []
-        for channel in watch.channels:
-            others = self._also_watching.get(channel)
-            if self._watchers.get(channel) is watch:
+        for task_id in watch.ids:
+            others = self._also_watching.get(task_id)
+            if self._watchers.get(task_id) is watch:
                 if others:
-                    self._watchers[channel] = others.pop(0)
+                    self._watchers[task_id] = others.pop(0)
                 else:
-                    del self._watchers[channel]
-                    self._confirmed.pop(channel, None)
-                    gone.append(channel)
+                    del self._watchers[task_id]
+                    self._confirmed.pop(task_id, None)
+                    gone.append(task_id)
             elif others and watch in others:
                 others.remove(watch)
             if others is not None and not others:
-                del self._also_watching[channel]
+                del self._also_watching[task_id]
         if not self._watchers:  # dicts and sets never shrink: start small again after a burst
             self._watchers, self._confirmed = {}, {}
             if not self._acks:
@@ -518,7 +534,7 @@ class ResultHub:
             next(iter(self._idle)).wake()
         if gone:
             if self._watchers:  # others are active: the UNSUBSCRIBE rides with their next write
-                self._outbox.append(encode_command("UNSUBSCRIBE", *gone))
+                self._outbox.append(_keys_command("UNSUBSCRIBE", gone))
             else:  # nothing is watched now: unsubscribe from everything, without naming 2,000 channels
                 with anyio.CancelScope(shield=True):  # a half-sent command would break the connection
                     await self._write(_UNSUBSCRIBE_ALL)
@@ -616,52 +632,55 @@ class ResultHub:
         if not isinstance(reply, list) or len(reply) < 3:
             return
         kind = reply[0]
+        if kind != b"message" and kind != b"subscribe":
+            return
+        task_id = _task_id(reply[1])
+        if task_id is None:
+            return
         if kind == b"message":
-            channel = _channel(reply[1])
-            watches = self._watching(channel)
+            watches = self._watching(task_id)
             if watches:
-                outcome = self._decode(channel, reply[2])
+                outcome = self._decode(task_id, reply[2])
                 if outcome is not None:
                     for watch in watches:
-                        watch._deliver(channel, outcome)
-        elif kind == b"subscribe":
-            channel = _channel(reply[1])
-            pending = self._acks.get(channel)
+                        watch._deliver(task_id, outcome)
+        else:
+            pending = self._acks.get(task_id)
             if pending:
                 pending.popleft().set()
                 if not pending:
-                    del self._acks[channel]
-                for watch in self._watching(channel):
+                    del self._acks[task_id]
+                for watch in self._watching(task_id):
                     watch.wake()
 
-    def _watching(self, channel: str) -> Tuple[Watch, ...]:
-        """The watches of ``channel`` now (a copy: delivering may end some)."""
-        first = self._watchers.get(channel)
+    def _watching(self, task_id: str) -> Tuple[Watch, ...]:
+        """The watches of ``task_id`` now (a copy: delivering may end some)."""
+        first = self._watchers.get(task_id)
         if first is None:
             return ()
-        others = self._also_watching.get(channel)
+        others = self._also_watching.get(task_id)
         return (first, *others) if others else (first,)
 
-    def _decode(self, channel: str, raw: object) -> Optional[Outcome]:
+    def _decode(self, task_id: str, raw: object) -> Optional[Outcome]:
         data = raw if isinstance(raw, bytes) else b""
         try:
             record = decode_result_record(data, self._accept)
         except DecodeError as exc:
-            return ResultDecodeError(channel[len("celery-task-meta-") :], str(exc), data)
+            return ResultDecodeError(task_id, str(exc), data)
         return record if record.ready else None
 
-    async def _fetch(self, channels: List[str]) -> None:
-        for start in range(0, len(channels), _MGET_CHUNK):
-            chunk = channels[start : start + _MGET_CHUNK]
-            values = await self._commands.execute("MGET", *chunk)
+    async def _fetch(self, task_ids: List[str]) -> None:
+        for start in range(0, len(task_ids), _MGET_CHUNK):
+            chunk = task_ids[start : start + _MGET_CHUNK]
+            values = await self._commands.execute("MGET", *[result_key(t) for t in chunk])
             if not isinstance(values, list):
                 raise ConnectionLost(f"MGET failed on {self._address.describe()}: {values!r}")
-            for channel, raw in zip(chunk, values):
+            for task_id, raw in zip(chunk, values):
                 if raw is not None:
-                    outcome = self._decode(channel, raw)
+                    outcome = self._decode(task_id, raw)
                     if outcome is not None:
-                        for watch in self._watching(channel):
-                            watch._deliver(channel, outcome)
+                        for watch in self._watching(task_id):
+                            watch._deliver(task_id, outcome)
 
     async def _reconnect(self) -> None:
         """Reconnect with backoff, re-subscribe every watched channel, then fetch what was missed."""
@@ -697,26 +716,26 @@ class ResultHub:
                     await backoff.wait()
 
     async def _resubscribe(self, conn: RedisConnection) -> None:
-        channels = list(self._watchers)
+        task_ids = list(self._watchers)
         self._outbox = []  # superseded by the re-subscription; carried commands in it were never sent
         self._fail_expected(ConnectionLost(f"lost connection to {self._address.describe()}"))
         stale, self._acks = self._acks, {}
-        if channels:
-            await conn.send(encode_command("SUBSCRIBE", *channels))
-            remaining = set(channels)
+        if task_ids:
+            await conn.send_pieces(encode_pipeline((_ResultKeysCommand("SUBSCRIBE", task_ids),)))
+            remaining = set(task_ids)
             while remaining:
                 reply = await conn.read_reply()
-                if isinstance(reply, list) and reply and reply[0] == b"subscribe":
-                    remaining.discard(reply[1].decode())
+                if isinstance(reply, list) and len(reply) > 1 and reply[0] == b"subscribe":
+                    remaining.discard(_task_id(reply[1]) or "")
                 else:
                     self._dispatch(reply)
         for events in stale.values():  # confirmations still awaited are superseded by the re-subscription
             for event in events:
                 event.set()
-        for channel in channels:
-            self._confirmed.setdefault(channel, _Confirmation()).set()
-        for channel in channels:
-            for watch in self._watching(channel):
+        for task_id in task_ids:
+            self._confirmed.setdefault(task_id, _Confirmation()).set()
+        for task_id in task_ids:
+            for watch in self._watching(task_id):
                 watch.wake()
 
     def _fail_all(self, exc: ConnectionLost) -> None:
@@ -727,6 +746,6 @@ class ResultHub:
         self._acks = {}
         for event in self._confirmed.values():
             event.set()
-        for channel in list(self._watchers):
-            for watch in self._watching(channel):
-                watch._deliver(channel, exc)
+        for task_id in list(self._watchers):
+            for watch in self._watching(task_id):
+                watch._deliver(task_id, exc)
