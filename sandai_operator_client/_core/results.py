@@ -117,9 +117,8 @@ def _keys_args(name: str, task_ids: Sequence[str]) -> Sequence[str]:
 
 def _keys_command(name: str, task_ids: Sequence[str]) -> Union[bytes, Iterator[bytes]]:
     """``<name> <result key>...`` encoded: at once for one key (a call's), as it is sent for many."""
-    if len(task_ids) == 1:
-        return encode_command(name, result_key(task_ids[0]))
-    return encode_pipeline((_ResultKeysCommand(name, task_ids),))
+    args = _keys_args(name, task_ids)
+    return encode_command(*args) if len(task_ids) == 1 else encode_pipeline((args,))
 
 
 def _task_id(raw: object) -> Optional[str]:
@@ -726,7 +725,9 @@ class ResultHub:
             while remaining:
                 reply = await conn.read_reply()
                 if isinstance(reply, list) and len(reply) > 1 and reply[0] == b"subscribe":
-                    remaining.discard(_task_id(reply[1]) or "")
+                    task_id = _task_id(reply[1])
+                    if task_id is not None:
+                        remaining.discard(task_id)
                 else:
                     self._dispatch(reply)
         for events in stale.values():  # confirmations still awaited are superseded by the re-subscription
