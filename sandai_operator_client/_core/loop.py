@@ -20,19 +20,20 @@ from typing import Any, Generator, Protocol
 
 import anyio
 
-__all__ = ("Wakeup", "current_time", "new_wakeup", "wake")
+__all__ = ("Wakeup", "current_time", "new_wakeup", "running_asyncio_loop", "wake")
 
 
-def _get_running_loop() -> Any:
+def running_asyncio_loop() -> Any:
+    """The asyncio loop running in this thread, or None (under trio, or outside any loop)."""
     # No asyncio loop can run where asyncio was never imported (and importing it here would cost trio
-    # users its megabytes).
+    # users, and blocking clients that have not called yet, its megabytes).
     asyncio = sys.modules.get("asyncio")
     return None if asyncio is None else asyncio._get_running_loop()
 
 
 def current_time() -> float:
     """``anyio.current_time()``: the running event loop's clock."""
-    loop = _get_running_loop()
+    loop = running_asyncio_loop()
     return loop.time() if loop is not None else anyio.current_time()
 
 
@@ -79,7 +80,7 @@ class _EventFuture:
 
 def new_wakeup() -> Wakeup:
     """A one-shot future that exactly one task awaits, for the running event loop; see :func:`wake`."""
-    loop = _get_running_loop()
+    loop = running_asyncio_loop()
     return _EventFuture() if loop is None else loop.create_future()
 
 
