@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InvalidPriorityError
+from .errors import InvalidPriorityError, InvalidTaskInputError
 
 __all__ = (
     "DEFAULT_BROKER_URL",
@@ -48,6 +49,21 @@ def check_priority(priority: str) -> str:
     if priority not in VALID_PRIORITIES:
         raise InvalidPriorityError(priority, VALID_PRIORITIES)
     return priority
+
+
+def check_timeout(timeout: object, *, allow_zero: bool = False) -> float:
+    """``timeout`` in seconds if it is a positive real number (or zero, where ``allow_zero``: a wait that
+    only looks once); ``InvalidTaskInputError`` (a ``ValueError``) otherwise.
+
+    A task's timeout is its deadline at the operator too: 0 or less would publish a task dead on
+    arrival, which the operator skips, so it is refused before anything is sent.
+    """
+    if type(timeout) is not float and (type(timeout) is bool or not isinstance(timeout, (int, float))):
+        raise InvalidTaskInputError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    seconds = float(timeout)
+    if not (seconds > 0 or (allow_zero and seconds == 0)) or math.isnan(seconds):
+        raise InvalidTaskInputError(f"timeout must be {'0 or more' if allow_zero else 'positive'}, not {timeout!r}")
+    return seconds
 
 
 def env_bool(name: str, default: bool = False) -> bool:

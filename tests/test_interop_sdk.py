@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,10 @@ def test_sdk_sync_facade(sdk_operator: SdkOperator, redis_admin: redis.Redis) ->
             client.sync([], {"text": "x", "fail": True})
         assert info.value.error_type == "EchoFailure" and info.value.error_details["text"] == "x"
 
-        handle = client.async_call([], {}, timeout=-5)  # the deadline is already past when it arrives
+        real_clock = client._core._clock
+        client._core._clock = lambda: time.time() - 60  # the deadline is already past when it arrives
+        handle = client.async_call([], {}, timeout=5)
+        client._core._clock = real_clock
         with pytest.raises(TaskDeadlineExceededError):
             parse_task_result(handle.id, handle.get(timeout=60))
         assert handle.state == "SUCCESS"  # the operator answered; the envelope says the task was skipped

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from ..config import ClientConfig, check_priority, redact_url
+from ..config import ClientConfig, check_priority, check_timeout, redact_url
 from ..errors import (
     InvalidTaskInputError,
     OperatorConnectionError,
@@ -200,7 +200,7 @@ class OperatorCore:
     ) -> PreparedTask:
         """Validate and encode one task. Raises before anything is published."""
         resolved_priority = self.check_priority(priority)
-        effective = timeout if timeout is not None else self.config.timeout
+        effective = check_timeout(timeout) if timeout is not None else self.config.timeout
         deadline = self._clock() + effective if effective else None
         payload = build_task_payload(
             input_artifacts,
@@ -294,6 +294,12 @@ class OperatorCore:
         """Await it: publishes one task; its id. Invalid input raises at the call, before anything is sent."""
         return self.publish_one(self.prepare(input_artifacts, options, **controls))
 
+    def _check_controls(self, controls: Dict[str, Any]) -> None:
+        """A batch's priority and timeout, checked once for the whole batch (not as every task's error)."""
+        self.check_priority(controls.get("priority"))
+        if controls.get("timeout") is not None:
+            check_timeout(controls["timeout"])
+
     def _prepare_batch(
         self, tasks: Sequence[TaskSpec], controls: Dict[str, Any]
     ) -> Tuple[List[Submission], List[PreparedTask]]:
@@ -317,7 +323,7 @@ class OperatorCore:
 
     async def batch_submit(self, tasks: Sequence[TaskSpec], **controls: Any) -> List[Submission]:
         """Validate every task, publish the good ones in one pipeline; per task its id or its error."""
-        self.check_priority(controls.get("priority"))
+        self._check_controls(controls)
         submissions, prepared = self._prepare_batch(tasks, controls)
         return self._merge_publish_errors(submissions, await self.publish(prepared))
 
@@ -358,7 +364,7 @@ class OperatorCore:
         ``timeout`` None waits without limit. FAILURE/REVOKED records raise ``TaskExecutionError``.
         """
         self._check_open()
-        limit = float("inf") if timeout is None else timeout
+        limit = float("inf") if timeout is None else check_timeout(timeout, allow_zero=True)
         try:
             async with self._hub.watch([task_id], fetch_existing=True) as watch:
                 await self._hub.wait(watch, deadline=self._deadline(limit))
@@ -443,7 +449,7 @@ class OperatorCore:
                             ) -> List[BatchTaskResult]:
         """Wait for submitted tasks with one budget for the whole batch; results in input order."""
         self._check_open()
-        budget = timeout if timeout is not None else self.config.timeout
+        budget = check_timeout(timeout, allow_zero=True) if timeout is not None else self.config.timeout
         ids = [t for _, t, e in submissions if t is not None and e is None]
         watch: Optional[Watch] = None
         error: Optional[Exception] = None
@@ -462,7 +468,7 @@ class OperatorCore:
                                   **controls: Any) -> List[BatchTaskResult]:
         """Submit a batch and collect it: subscribe all, publish all in one pipeline, wait with one budget."""
         self._check_open()
-        self.check_priority(controls.get("priority"))
+        self._check_controls(dict(controls, timeout=timeout))
         submissions, prepared = self._prepare_batch(tasks, dict(controls, timeout=timeout))
         budget = timeout if timeout is not None else self.config.timeout
         watch: Optional[Watch] = None
@@ -614,7 +620,7 @@ class OperatorCore:
         ``TaskTimeoutError`` in input order. Close the iterator (``aclose``) when leaving early.
         """
         self._check_open()
-        budget = timeout if timeout is not None else self.config.timeout
+        budget = check_timeout(timeout, allow_zero=True) if timeout is not None else self.config.timeout
         waiting = [s for s in submissions if s[1] is not None and s[2] is None]
         for s in submissions:
             if s[1] is None or s[2] is not None:

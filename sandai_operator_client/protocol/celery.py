@@ -169,8 +169,9 @@ def encode_task(
 
 
 def decode_task_body(body: bytes, content_type: str) -> Tuple[list, dict, dict]:  # type: ignore[type-arg]
-    """Decode a v2 body into ``(args, kwargs, embed)``; raises :class:`DecodeError` on anything else."""
-    value = loads(body, content_type)
+    """Decode a v2 body into ``(args, kwargs, embed)``; raises :class:`DecodeError` on anything else
+    (msgpack map keys that are not strings included, as kombu's consumer refuses them)."""
+    value = loads(body, content_type, strict_map_key=True)
     if not (isinstance(value, list) and len(value) == 3):
         raise DecodeError("a Celery v2 body is a 3-item array [args, kwargs, embed]")
     args, kwargs, embed = value

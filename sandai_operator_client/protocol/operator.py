@@ -26,8 +26,10 @@ from .results import ResultRecord
 
 __all__ = (
     "DESC_QUERY",
+    "MAX_NESTING",
     "PROBE_OPTIONS",
     "build_task_payload",
+    "check_string_keys",
     "envelope_from_record",
     "inspect_probe_result",
     "parse_desc_result",
@@ -41,8 +43,37 @@ DESC_QUERY: Dict[str, Any] = {"task_type": "desc"}
 PROBE_OPTIONS: Dict[str, Any] = {"test": True}
 
 
+MAX_NESTING = 256
+"""How deeply options and artifacts may nest (containers within containers)."""
+
+
+def check_string_keys(value: Any, name: str) -> None:
+    """Every map inside ``value`` has ``str`` keys only and it nests at most ``MAX_NESTING`` levels (a
+    reference cycle nests without end); ``InvalidTaskInputError`` otherwise.
+
+    What the real operator accepts: kombu decodes msgpack task messages with strict map keys (a message
+    with an int or tuple key is refused and never answered), and json would turn an int key into a string.
+    """
+    pending: List[Tuple[Any, int]] = [(value, 0)]
+    while pending:  # depth first: a cycle reaches the limit after a few hundred steps, however wide
+        item, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise InvalidTaskInputError(f"{name} nest more than {MAX_NESTING} levels deep (or hold a cycle)")
+        if isinstance(item, abc.Mapping):
+            for key, member in item.items():
+                if type(key) is not str:
+                    raise InvalidTaskInputError(f"{name}: map keys must be strings, got {key!r}")
+                if isinstance(member, _CONTAINERS):
+                    pending.append((member, depth + 1))
+        else:
+            pending.extend((member, depth + 1) for member in item if isinstance(member, _CONTAINERS))
+
+
+_CONTAINERS = (abc.Mapping, list, tuple)
+
+
 def validate_artifacts(artifacts: Any) -> List[Dict[str, Any]]:
-    """Check ``input_artifacts``: a list of dicts, each with a string ``uri``."""
+    """Check ``input_artifacts``: a list of dicts, each with a string ``uri`` (all keys strings)."""
     if type(artifacts) is not list and (isinstance(artifacts, (str, bytes))
                                         or not isinstance(artifacts, abc.Sequence)):
         raise InvalidTaskInputError(f"input_artifacts must be a list of dicts, not {type(artifacts).__name__}")
@@ -54,17 +85,17 @@ def validate_artifacts(artifacts: Any) -> List[Dict[str, Any]]:
         if not isinstance(uri, str) or not uri:
             raise InvalidTaskInputError(f"input_artifacts[{i}] needs a non-empty string 'uri'")
         checked.append(dict(artifact))
+    check_string_keys(checked, "input_artifacts")
     return checked
 
 
 def validate_options(options: Any) -> Dict[str, Any]:
-    """Check ``options``: a dict with string keys."""
+    """Check ``options``: a dict with string keys (at every level)."""
     if type(options) is not dict and not isinstance(options, abc.Mapping):
         raise InvalidTaskInputError(f"options must be a dict, not {type(options).__name__}")
-    for key in options:
-        if type(key) is not str and not isinstance(key, str):
-            raise InvalidTaskInputError(f"options keys must be strings, got {key!r}")
-    return dict(options)
+    checked = dict(options)
+    check_string_keys(checked, "options")
+    return checked
 
 
 def build_task_payload(

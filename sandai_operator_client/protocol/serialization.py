@@ -136,7 +136,7 @@ def dumps(value: Any, serializer: str) -> bytes:
             return json.dumps(value, cls=_KombuJSONEncoder).encode("utf-8")
         if serializer == "msgpack":
             return _packer().pack(value)  # type: ignore[no-any-return]
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise EncodeError(f"cannot serialize with {serializer}: {exc}") from exc
     content_type_of(serializer)  # raises the clear error for unknown names
     raise AssertionError("unreachable")
@@ -160,10 +160,13 @@ def sniff_serializer(data: bytes) -> str:
     raise DecodeError(f"unrecognised record encoding (first byte {data[:1]!r})")
 
 
-def loads(data: bytes, serializer: str, accept: Iterable[str] = SERIALIZERS) -> Any:
+def loads(data: bytes, serializer: str, accept: Iterable[str] = SERIALIZERS, *, strict_map_key: bool = False
+          ) -> Any:
     """Decode ``data`` written with ``serializer`` (a name or a content type) if it is accepted.
 
-    Raises :class:`DecodeError` for anything else, including pickle content types: never unpickles.
+    ``strict_map_key``: msgpack maps may only have ``str`` or ``bytes`` keys, as kombu's consumer (and so
+    every operator) decodes task messages. Raises :class:`DecodeError` for anything else, including
+    pickle content types: never unpickles.
     """
     name = _BY_CONTENT_TYPE.get(serializer, serializer)
     if serializer in _PICKLE_CONTENT_TYPES or name == "pickle":
@@ -179,7 +182,7 @@ def loads(data: bytes, serializer: str, accept: Iterable[str] = SERIALIZERS) -> 
             return _KOMBU_JSON.decode(data.decode("utf-8"))
         import msgpack
 
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return msgpack.unpackb(data, raw=False, strict_map_key=strict_map_key)
     except DecodeError:
         raise
     except Exception as exc:  # json, msgpack, unicode and __type__ decoders raise many types

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, List, Optional
 from .._core.core import OperatorCore, new_uuid4
 from ..config import VALID_PRIORITIES, CeleryConfig
 from ..errors import OperatorError, TaskCancelledError, TaskDeadlineExceededError, TaskTimeoutError
-from ..protocol.operator import DESC_QUERY, parse_desc_result, parse_task_result
+from ..protocol.operator import DESC_QUERY, build_task_payload, parse_desc_result, parse_task_result
 from ..protocol.results import decode_result_record
 from ..protocol.serialization import DecodeError
 
@@ -119,7 +119,8 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
         return f"envelope status {status!r} is neither success nor error"
 
     async def deadline() -> Optional[str]:
-        task = core.prepare([], {}, timeout=-60)  # already past when it arrives
+        payload = build_task_payload([], {}, deadline=time.time() - 60, cancel_key=None, persistent_output=False)
+        task = core.prepare_payload(payload, core.check_priority(None))  # already past when it arrives
         await core.publish_one(task)
         envelope = await core.get_result(task.task_id, timeout)
         try:
