@@ -16,6 +16,10 @@ def flattened(batches: List[Sequence[int]]) -> List[int]:
     return [item for batch in batches for item in batch]
 
 
+
+def _interrupted(exc: BaseException) -> Exception:
+    return RuntimeError(f"the flush was interrupted: {exc!r}")
+
 class Recorder:
     """A group commit whose flush records its batches and can be held open until released."""
 
@@ -25,7 +29,7 @@ class Recorder:
         self.gate = anyio.Event()
         self.started = anyio.Event()
         self.fail = False
-        self.commit: GroupCommit[int, int] = GroupCommit(self.flush)
+        self.commit: GroupCommit[int, int] = GroupCommit(self.flush, _interrupted)
         self.results: Dict[int, Union[List[int], str]] = {}  # per caller (its first item): results or error
 
     async def submit(self, *items: int) -> None:
@@ -132,7 +136,7 @@ async def test_a_flush_carrying_other_callers_items_completes_when_its_flusher_i
             await second_gate.wait()
         return [i * 10 for i in items]
 
-    commit: GroupCommit[int, int] = GroupCommit(flush)
+    commit: GroupCommit[int, int] = GroupCommit(flush, _interrupted)
     results: dict = {}
     flusher_scope = anyio.CancelScope()
 
@@ -168,7 +172,7 @@ async def test_a_flush_of_the_flushers_own_items_alone_is_cancellable() -> None:
         await never.wait()
         return flattened(batches)
 
-    commit: GroupCommit[int, int] = GroupCommit(stuck)
+    commit: GroupCommit[int, int] = GroupCommit(stuck, _interrupted)
     with anyio.move_on_after(0.05) as scope:
         await commit.submit([1])
     assert scope.cancelled_caught
@@ -202,7 +206,7 @@ async def test_a_flush_interrupted_by_a_base_exception_fails_its_other_callers_i
         await gate.wait()
         raise _Interrupt()
 
-    commit: GroupCommit[int, int] = GroupCommit(interrupted)
+    commit: GroupCommit[int, int] = GroupCommit(interrupted, _interrupted)
     outcomes: Dict[int, str] = {}
 
     async def submit(i: int) -> None:

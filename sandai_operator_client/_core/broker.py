@@ -19,7 +19,11 @@ from ..protocol.results import result_key
 from .backoff import retry_while_disconnected
 from .redis import CommandChannel, ConnectionLost
 
-__all__ = ("MAX_LPUSH_VALUES", "LPush", "PreparedTask", "Publisher", "RedisPublisher")
+__all__ = ("MAX_LPUSH_VALUES", "LPush", "OutcomeUnknown", "PreparedTask", "Publisher", "RedisPublisher")
+
+
+class OutcomeUnknown(str):
+    """A publisher's reason that leaves the task's fate open: it may be on the queue, and may run."""
 
 
 MAX_LPUSH_VALUES = 65536
@@ -105,9 +109,11 @@ class Publisher(Protocol):
     """What the core needs from a broker. The core calls ``publish`` for one batch at a time."""
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
-        """Publish in order; one entry per task: None when published, else why not.
+        """Publish in order; one entry per task: None when published, else why not (an
+        :class:`OutcomeUnknown` when it may have been published after all).
 
-        Raises ``ConnectionLost`` when nothing could be published.
+        Raises ``ConnectionLost`` when nothing could be published (``maybe_sent``: or the outcome of
+        every task is unknown).
         """
 
     async def queue_depth(self, queue: str) -> int:
@@ -200,6 +206,9 @@ class RedisPublisher:
                 reasons.append(None)
             elif removed == 1:
                 reasons.append(f"connection lost while publishing ({lost}); the task was withdrawn")
+            elif lost.timed_out:  # the write may still be on its way: not there yet proves nothing
+                reasons.append(OutcomeUnknown(f"the server stopped answering while publishing ({lost}); the "
+                                              "task is not on the queue yet, but the write may still arrive"))
             else:
                 reasons.append(f"connection lost while publishing ({lost}); the task never reached the queue")
         return reasons

@@ -14,14 +14,14 @@ from collections import abc
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
-import anyio
-
 from ..config import ClientConfig, check_priority, check_timeout, redact_url
 from ..errors import (
     InvalidTaskInputError,
     OperatorConnectionError,
     OperatorError,
+    PublishOutcomeUnknownError,
     ResultDecodeError,
+    ResultUnavailableError,
     TaskTimeoutError,
 )
 from ..protocol.celery import TaskShape, encode_task
@@ -37,10 +37,10 @@ from ..protocol.operator import (
 from ..protocol.results import READY_STATES, decode_result_record, result_key
 from ..protocol.serialization import DecodeError, EncodeError
 from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
-from .broker import LPush, PreparedTask, Publisher, RedisPublisher
+from .broker import LPush, OutcomeUnknown, PreparedTask, Publisher, RedisPublisher
 from .group_commit import GroupCommit
-from .loop import current_time
-from .redis import CommandChannel, ConnectionLost, parse_redis_url
+from .loop import Mutex, current_time
+from .redis import CommandChannel, ConnectionLost, interrupted, parse_redis_url
 from .results import Outcome, ResultHub, Watch
 from .tracing import end_task_span, start_task_span
 
@@ -143,7 +143,7 @@ class OperatorCore:
             reconnect_timeout=reconnect_timeout,
         )
         self._publisher = self._make_publisher(config.broker_url)
-        self._publishing: GroupCommit[PreparedTask, Optional[Exception]] = GroupCommit(self._publish_batch)
+        self._publishing: GroupCommit[PreparedTask, Optional[Exception]] = GroupCommit(self._publish_batch, interrupted)
         # Broker and backend on the same Redis database: a call's LPUSH can ride with its SUBSCRIBE on the
         # hub's connection (when that speaks RESP3), one write instead of two round trips.
         self._lpush_on_hub: Optional[RedisPublisher] = None
@@ -153,7 +153,7 @@ class OperatorCore:
         self._reply_to = new_uuid4()
         self._shape = TaskShape(config.task_name, self._origin, self._reply_to)  # what all our tasks share
         self._desc: Optional[Dict[str, Any]] = None
-        self._desc_lock = anyio.Lock()
+        self._desc_lock = Mutex()
         self._closed = False
 
     def _command_channel(self, url: str) -> CommandChannel:
@@ -178,6 +178,17 @@ class OperatorCore:
     # ------------------------------------------------------------------ errors
     def _connection_error(self, reason: object) -> OperatorConnectionError:
         return OperatorConnectionError(self.config.operator_name, self.config.operator_version, str(reason))
+
+    def _result_unavailable(self, task_id: str, reason: object) -> ResultUnavailableError:
+        """The task was published, but its result cannot be watched or fetched."""
+        return ResultUnavailableError(self.config.operator_name, self.config.operator_version, task_id, str(reason))
+
+    def _not_published(self, task: PreparedTask, reason: object) -> OperatorConnectionError:
+        """The task did not reach the queue (``reason``), or may have: ``PublishOutcomeUnknownError``."""
+        if isinstance(reason, OutcomeUnknown) or (isinstance(reason, ConnectionLost) and reason.maybe_sent):
+            return PublishOutcomeUnknownError(self.config.operator_name, self.config.operator_version,
+                                              task.task_id, str(reason))
+        return self._connection_error(reason if isinstance(reason, ConnectionLost) else f"could not publish: {reason}")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -255,9 +266,9 @@ class OperatorCore:
         except ConnectionLost as exc:
             reasons = exc
         if isinstance(reasons, ConnectionLost):
-            errors: List[Optional[Exception]] = [self._connection_error(reasons)] * len(tasks)
+            errors = self._lost_publishing(tasks, reasons)
         else:
-            errors = [None if r is None else self._connection_error(f"could not publish: {r}") for r in reasons]
+            errors = [None if r is None else self._not_published(t, r) for t, r in zip(tasks, reasons)]
         for task, error in zip(tasks, errors):
             if task.span is not None:
                 end_task_span(task.span, error)
@@ -267,6 +278,19 @@ class OperatorCore:
             logging.getLogger("sandai_operator_client").debug(
                 "published %d of %d task(s)", errors.count(None), len(tasks))
         return errors
+
+    def _lost_publishing(self, tasks: Sequence[PreparedTask], lost: ConnectionLost) -> List[Optional[Exception]]:
+        """Per task, the error of a publish whose connection was ``lost`` (unknown when it may have gone out)."""
+        if lost.maybe_sent:
+            return [self._not_published(task, lost) for task in tasks]
+        return [self._connection_error(lost)] * len(tasks)
+
+    async def _publish_settled(self, tasks: Sequence[PreparedTask]) -> List[Optional[Exception]]:
+        """:meth:`publish`, with a publish interrupted under other callers' feet mapped per task."""
+        try:
+            return await self.publish(tasks)
+        except ConnectionLost as exc:
+            return self._lost_publishing(tasks, exc)
 
     async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[List[LPush]]:
         """The LPUSHes a watch can carry for ``tasks``; None when they go the usual way."""
@@ -284,8 +308,9 @@ class OperatorCore:
         return self._published(tasks, self._lpush_on_hub.outcome(tasks, lpushes, replies))
 
     async def publish_one(self, task: PreparedTask) -> str:
-        """Publish one task; its id, or raises the ``OperatorConnectionError`` that kept it from the queue."""
-        (error,) = await self.publish((task,))
+        """Publish one task; its id, or raises the ``OperatorConnectionError`` that kept it from the queue
+        (``PublishOutcomeUnknownError`` when it may have reached it)."""
+        (error,) = await self._publish_settled((task,))
         if error is not None:
             raise error
         return task.task_id
@@ -325,7 +350,7 @@ class OperatorCore:
         """Validate every task, publish the good ones in one pipeline; per task its id or its error."""
         self._check_controls(controls)
         submissions, prepared = self._prepare_batch(tasks, controls)
-        return self._merge_publish_errors(submissions, await self.publish(prepared))
+        return self._merge_publish_errors(submissions, await self._publish_settled(prepared))
 
     @staticmethod
     def _merge_publish_errors(submissions: List[Submission], errors: List[Optional[Exception]]) -> List[Submission]:
@@ -335,7 +360,10 @@ class OperatorCore:
         merged: List[Submission] = []
         for submission in submissions:
             error = next(publish_errors) if submission[2] is None else None
-            merged.append(submission if error is None else (submission[0], None, error))
+            if error is not None:  # a task whose outcome is unknown keeps its id: it may run
+                task_id = submission[1] if isinstance(error, PublishOutcomeUnknownError) else None
+                submission = (submission[0], task_id, error)
+            merged.append(submission)
         return merged
 
     # ------------------------------------------------------------------ results
@@ -347,8 +375,8 @@ class OperatorCore:
 
     def _envelope(self, task_id: str, outcome: Outcome) -> Any:
         """The operator's envelope in a task's outcome; the typed error the outcome stands for otherwise."""
-        if isinstance(outcome, ConnectionLost):
-            raise self._connection_error(outcome)
+        if isinstance(outcome, ConnectionLost):  # the subscription was refused or lost for good
+            raise self._result_unavailable(task_id, outcome)
         if isinstance(outcome, Exception):
             raise outcome
         return envelope_from_record(task_id, outcome)
@@ -379,12 +407,15 @@ class OperatorCore:
         On a RESP3 hub connection to the broker's own database, the LPUSH rides in the SUBSCRIBE's
         write: the server orders them, so no confirmation has to be awaited first.
 
+        Reports exactly what happened to the task: not published (``OperatorConnectionError``), maybe
+        published (``PublishOutcomeUnknownError``), published but no result can come
+        (``ResultUnavailableError``), or published and not answered in time (``TaskTimeoutError``).
         ``published`` (when given) receives the task id once the task is on the queue. Returns the
         operator's envelope, or what ``finish(task_id, envelope)`` makes of it (so that :meth:`sync`
         needs no coroutine of its own around this one).
         """
         self._check_open()
-        sent = False
+        sent = False  # the task is (or may be) on the queue
         try:
             carried = await self._lpush_with_watch([task])
             # Entered and left by hand, not with ``async with``, which would hold a bound ``__aexit__``
@@ -392,36 +423,40 @@ class OperatorCore:
             watch = await self._hub.watch([task.task_id], fetch_existing=False, await_replies=False,
                                           commands=carried).__aenter__()
             try:
+                deadline = self._deadline(timeout)
+                if carried is None:
+                    await self.publish_one(task)
+                    sent = True
+                else:
+                    sent = await self._carried_publish(task, carried, watch, deadline)
+                if sent and published is not None:
+                    published.append(task.task_id)
+                await self._hub.wait(watch, deadline=deadline)
+            finally:
                 try:
-                    if carried is None:
-                        await self.publish_one(task)
-                        sent = True
-                        if published is not None:
-                            published.append(task.task_id)
-                        await self._hub.wait(watch, deadline=self._deadline(timeout))
-                    else:
-                        # the LPUSH reply precedes the result on the connection: one wait for both
-                        deadline = self._deadline(timeout)
-                        await self._hub.wait(watch, or_failed_command=True, deadline=deadline)
-                        sent = True  # or its outcome is unknown (no reply in time): forget it all the same
-                        if watch.replies:
-                            (error,) = await self._carried([task], carried, watch.replies)
-                            if error is not None:
-                                sent = False
-                                raise error
-                            if published is not None:
-                                published.append(task.task_id)
-                            if task.task_id not in watch.outcomes:  # lost connection, but the task went out
-                                await self._hub.wait(watch, deadline=deadline)
-                finally:
                     if sent:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         await self._forget_later([task.task_id])
-            finally:
-                await watch.__aexit__(None, None, None)
+                finally:
+                    await watch.__aexit__(None, None, None)
         except ConnectionLost as exc:
-            raise self._connection_error(exc) from None
+            raise (self._result_unavailable(task.task_id, exc) if sent else self._connection_error(exc)) from None
         envelope = self._outcome_envelope(task.task_id, watch, timeout)
         return envelope if finish is None else finish(task.task_id, envelope)
+
+    async def _carried_publish(self, task: PreparedTask, carried: List[LPush], watch: Watch, deadline: float
+                               ) -> bool:
+        """Wait for the reply to the LPUSH ``watch`` carried: True when the task is on the queue (or its
+        fate is unknown because no reply came in time: a timeout follows); raises when it is not."""
+        # the LPUSH's reply precedes the task's result on the connection: one wait for both
+        await self._hub.wait(watch, or_failed_command=True, deadline=deadline)
+        if not watch.replies and watch.outcomes:  # a refused subscription: the LPUSH's reply follows it
+            await self._hub.wait_replies(watch, deadline)
+        if not watch.replies:
+            return True  # no reply in time: the task may be queued
+        (error,) = await self._carried([task], carried, watch.replies)
+        if error is not None:
+            raise error
+        return True
 
     def sync(self, input_artifacts: Any, options: Any, *, timeout: Optional[float] = None,
              **controls: Any) -> Awaitable[LegacyTaskResult]:
@@ -452,7 +487,7 @@ class OperatorCore:
         budget = check_timeout(timeout, allow_zero=True) if timeout is not None else self.config.timeout
         ids = [t for _, t, e in submissions if t is not None and e is None]
         watch: Optional[Watch] = None
-        error: Optional[Exception] = None
+        lost: Optional[ConnectionLost] = None
         if ids:
             try:
                 async with self._hub.watch(ids, fetch_existing=True, keep=self._batch_keep()) as watch:
@@ -461,8 +496,8 @@ class OperatorCore:
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         await self._forget_later(ids)
             except ConnectionLost as exc:
-                error = self._connection_error(exc)
-        return [self._batch_result(s, watch, budget, error) for s in submissions]
+                lost = exc
+        return [self._batch_result(s, watch, budget, lost) for s in submissions]
 
     async def batch_sync_detailed(self, tasks: Sequence[TaskSpec], *, timeout: Optional[float] = None,
                                   **controls: Any) -> List[BatchTaskResult]:
@@ -472,13 +507,16 @@ class OperatorCore:
         submissions, prepared = self._prepare_batch(tasks, dict(controls, timeout=timeout))
         budget = timeout if timeout is not None else self.config.timeout
         watch: Optional[Watch] = None
-        error: Optional[Exception] = None
+        lost: Optional[ConnectionLost] = None
         errors: List[Optional[Exception]] = [None] * len(prepared)
         ids = [t.task_id for t in prepared]
         forgotten = False
+        attempted = False  # a publish was attempted: from then on, a failure is not "nothing was sent"
 
         async def publish() -> None:
-            errors[:] = await self.publish(prepared)
+            nonlocal attempted
+            attempted = True
+            errors[:] = await self._publish_settled(prepared)
 
         if prepared:
             try:
@@ -487,6 +525,7 @@ class OperatorCore:
                                            commands=carried, keep=self._batch_keep()) as watch:
                     try:
                         if carried is not None:
+                            attempted = True
                             errors[:] = await self._carried(prepared, carried, watch.replies)
                         # Published or not, the messages are done with: freed now (whoever holds the
                         # list), not after the results, they were a fifth of a batch's peak memory.
@@ -498,14 +537,14 @@ class OperatorCore:
                         forgotten = True
                         await self._forget_later([t for t, e in zip(ids, errors) if e is None])
             except ConnectionLost as exc:
-                error = self._connection_error(exc)
-                if all(e is None for e in errors) and watch is None:
-                    errors = [error] * len(ids)  # the subscription failed before anything was sent
+                lost = exc
+                if not attempted:  # the subscription failed before anything was sent
+                    errors = [self._connection_error(exc)] * len(ids)
             finally:
                 if not forgotten:
                     await self._forget_later([t for t, e in zip(ids, errors) if e is None])
         merged = self._merge_publish_errors(submissions, errors)
-        return [self._batch_result(s, watch, budget, error) for s in merged]
+        return [self._batch_result(s, watch, budget, lost) for s in merged]
 
     def _batch_keep(self) -> Callable[[str, Outcome], Union[LegacyTaskResult, OperatorError]]:
         """What a batch's watch keeps of a task's outcome as it arrives (``ResultHub.watch``'s ``keep``):
@@ -528,13 +567,14 @@ class OperatorCore:
         return keep
 
     def _batch_result(self, submission: Submission, watch: Optional[Watch], budget: float,
-                      error: Optional[Exception]) -> BatchTaskResult:
-        """One task's ``BatchTaskResult`` from what ``watch`` kept of it (``keep=self._batch_keep()``)."""
+                      lost: Optional[ConnectionLost]) -> BatchTaskResult:
+        """One task's ``BatchTaskResult`` from what ``watch`` kept of it (``keep=self._batch_keep()``);
+        without a watch, the published task's result could not be watched (``lost`` says why)."""
         index, task_id, submit_error = submission
         if task_id is None or submit_error is not None:
             return BatchTaskResult(index=index, task_id=task_id, submitted=False, error=submit_error)
         kept: Any = watch.outcomes.get(task_id) if watch is not None else (
-            error or self._connection_error("no result subscription"))
+            self._result_unavailable(task_id, lost or "no result subscription"))
         if kept is None:
             kept = TaskTimeoutError(task_id, budget)
         if isinstance(kept, Exception):
@@ -650,10 +690,9 @@ class OperatorCore:
                         yielded.add(s[1])
                         yield self._batch_result(s, watch, budget, None)
         except ConnectionLost as exc:
-            error = self._connection_error(exc)
             for s in waiting:
                 if s[1] not in yielded:
-                    yield self._batch_result(s, None, budget, error)
+                    yield self._batch_result(s, None, budget, exc)
 
     # ------------------------------------------------------------------ health
     async def probe(self, timeout: float = 10) -> HealthCheckResult:

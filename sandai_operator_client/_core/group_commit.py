@@ -41,11 +41,13 @@ class GroupCommit(Generic[T, R]):
     callers' in arrival order; handed over as they came, so a lazy sequence stays lazy) and returns one
     result per item, in that order, or raises an ``Exception`` that every caller of that batch then
     receives (interrupted by anything else, say ``KeyboardInterrupt``, the flusher gets that and the
-    other callers a ``RuntimeError`` saying so: their items' fate is unknown).
+    other callers ``interrupted(exc)``: an exception that tells them their items' fate is unknown).
     """
 
-    def __init__(self, flush: Callable[[List[Sequence[T]]], Awaitable[List[R]]]) -> None:
+    def __init__(self, flush: Callable[[List[Sequence[T]]], Awaitable[List[R]]],
+                 interrupted: Callable[[BaseException], Exception]) -> None:
         self._flush = flush
+        self._interrupted = interrupted
         self._queued_items: List[Sequence[T]] = []  # per queued caller, in arrival order
         self._queued: List[Wakeup] = []  # and its wakeup, at the same index
         self._flushing = False
@@ -112,7 +114,7 @@ class GroupCommit(Generic[T, R]):
         try:
             results = await self._flush(batches)
         except BaseException as exc:  # every caller of the batch gets the error (never a hang)
-            error = exc if isinstance(exc, Exception) else RuntimeError(f"the flush was interrupted: {exc!r}")
+            error = exc if isinstance(exc, Exception) else self._interrupted(exc)
             for wakeup in waiters:
                 wake(wakeup, error)
             raise

@@ -16,11 +16,12 @@ with a value.
 from __future__ import annotations
 
 import sys
-from typing import Any, Generator, Protocol
+from collections import deque
+from typing import Any, Deque, Generator, Optional, Protocol
 
 import anyio
 
-__all__ = ("Wakeup", "current_time", "new_wakeup", "running_asyncio_loop", "wake")
+__all__ = ("Mutex", "Wakeup", "current_time", "new_wakeup", "running_asyncio_loop", "wake")
 
 
 def running_asyncio_loop() -> Any:
@@ -88,3 +89,52 @@ def wake(wakeup: Wakeup, value: Any = None) -> None:
     """Set ``wakeup``'s result unless it is done already (its waiter was cancelled, or it was woken)."""
     if not wakeup.done():
         wakeup.set_result(value)
+
+
+_HANDED = object()  # a Mutex waiter's wakeup value: the lock was handed to it
+
+
+class Mutex:
+    """``async with`` mutual exclusion that any exception leaves consistent.
+
+    anyio's ``Lock`` undoes a half-done acquisition only for a cancellation: another exception thrown
+    at its awaits (a KeyboardInterrupt) leaves it held by a task that never entered the block, and every
+    later ``acquire`` fails or waits for ever. Here a waiter that leaves for any reason withdraws, or
+    passes the lock on if it had been handed it. Taking a free lock does not yield.
+    """
+
+    __slots__ = ("_held", "_waiters")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: Deque[Wakeup] = deque()
+
+    async def __aenter__(self) -> None:
+        if not self._held:
+            self._held = True
+            return
+        wakeup = new_wakeup()
+        self._waiters.append(wakeup)
+        try:
+            await wakeup
+        except BaseException:
+            if wakeup.done() and not wakeup.cancelled() and wakeup.result() is _HANDED:
+                self._release()  # handed the lock as we left: pass it on
+            else:
+                try:
+                    self._waiters.remove(wakeup)
+                except ValueError:
+                    pass
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> Optional[bool]:
+        self._release()
+        return None
+
+    def _release(self) -> None:
+        while self._waiters:
+            wakeup = self._waiters.popleft()
+            if not wakeup.done():  # asyncio: a waiter cancelled while queued has its future cancelled
+                wakeup.set_result(_HANDED)  # the lock stays held: by that waiter now
+                return
+        self._held = False

@@ -20,7 +20,7 @@ from .group_commit import GroupCommit
 from .loop import current_time
 from .sockets import SocketByteStream, connect_socket
 
-__all__ = ("CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "parse_redis_url")
+__all__ = ("CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "interrupted", "parse_redis_url")
 
 if TYPE_CHECKING:
     import ssl
@@ -40,10 +40,13 @@ class ConnectionLost(Exception):
     """A Redis server could not be reached, dropped us, or refused us. Mapped to a public error above.
 
     ``maybe_sent``: the commands may have reached the server before the connection failed (their
-    effect is unknown); False when the failure happened before anything was written.
+    effect is unknown); False when the failure happened before anything was written. ``timed_out``:
+    the server stopped answering without closing the connection, so bytes written may still be on
+    their way to it (nothing found there yet proves they never will be).
     """
 
     maybe_sent = False
+    timed_out = False
 
 
 @dataclass(frozen=True)
@@ -194,8 +197,9 @@ class RedisConnection:
         try:
             if isinstance(stream, SocketByteStream):
                 await stream.send_pieces(pieces)
-            else:  # TLS
-                await stream.send(b"".join(pieces))
+            else:  # TLS: a record cut short by a cancellation would break the stream
+                with anyio.CancelScope(shield=True):
+                    await stream.send(b"".join(pieces))
         except _CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"lost connection to {self.address.describe()}: {exc or type(exc).__name__}") from None
 
@@ -246,6 +250,14 @@ class RedisConnection:
                 pass
 
 
+def interrupted(exc: BaseException) -> ConnectionLost:
+    """What the other callers of a group commit interrupted by ``exc`` (KeyboardInterrupt...) are told:
+    their commands may or may not have reached the server."""
+    error = ConnectionLost(f"the write was interrupted ({type(exc).__name__})")
+    error.maybe_sent = True
+    return error
+
+
 class CommandChannel:
     """Many callers, one Redis connection, one pipeline per flush (group commit)."""
 
@@ -257,7 +269,8 @@ class CommandChannel:
         self._io_timeout = io_timeout
         self._conn: Optional[RedisConnection] = None
         self._deferred: List[Command] = []
-        self._pipeline: GroupCommit[Command, object] = GroupCommit(self._flush)
+        self._pipeline: GroupCommit[Command, object] = GroupCommit(self._flush, interrupted)
+        self._abandoned: Optional[RedisConnection] = None  # interrupted with replies due: closed, never reused
         self._closed = False
 
     def defer(self, *args: object) -> None:
@@ -302,11 +315,16 @@ class CommandChannel:
         return self._pipeline.submit(commands)
 
     async def _flush(self, batches: List[Sequence[Command]]) -> List[object]:
+        # Rule: a connection is never used again with replies still due. Whatever interrupts a pipeline
+        # between its first byte written and its last reply read (an error, KeyboardInterrupt, a bug)
+        # drops the connection; otherwise the next caller would read this pipeline's replies as its own.
         deferred, self._deferred = self._deferred, []
         sending = False
+        if self._abandoned is not None:
+            abandoned, self._abandoned = self._abandoned, None
+            await abandoned.aclose()
         try:
-            # Shielded: a pipeline cut short would leave unread replies on the connection. A bare cancel
-            # scope: anyio.fail_after's generator-based manager cost a tenth of a blocking submit.
+            # Shielded: a pipeline cut short by a cancellation would leave unread replies on the connection.
             with anyio.CancelScope(deadline=current_time() + self._io_timeout, shield=True):
                 if self._conn is None:
                     self._conn = await RedisConnection.open(self.address, self._connect_timeout)
@@ -314,10 +332,14 @@ class CommandChannel:
                 replies = await self._conn.request(deferred, *batches)
                 return replies[len(deferred) :]
             error = ConnectionLost(f"{self.address.describe()} did not answer within {self._io_timeout:g}s")
+            error.timed_out = True
         except ConnectionLost as exc:
             error = exc
         except Exception as exc:  # a bug must not leave callers waiting on a wedged connection
             error = ConnectionLost(f"unexpected failure talking to {self.address.describe()}: {exc!r}")
+        except BaseException:  # KeyboardInterrupt and the like: no await here, the next flush closes it
+            self._abandoned, self._conn = self._conn, None
+            raise
         if self._conn is not None:
             await self._conn.aclose()
             self._conn = None
@@ -330,6 +352,9 @@ class CommandChannel:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await self.flush_deferred()
         self._closed = True
+        if self._abandoned is not None:
+            abandoned, self._abandoned = self._abandoned, None
+            await abandoned.aclose()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.aclose()

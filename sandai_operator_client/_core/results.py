@@ -56,14 +56,13 @@ from ..protocol.resp import PIECE_SIZE, Push, RespError, encode_command, encode_
 from ..protocol.results import RESULT_KEY_PREFIX, ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
-from .loop import Wakeup, current_time, new_wakeup, wake
+from .loop import Mutex, Wakeup, current_time, new_wakeup, wake
 from .redis import CommandChannel, ConnectionLost, RedisAddress, RedisConnection
 
 __all__ = ("Outcome", "ResultHub", "Watch")
 
 Outcome = Union[ResultRecord, Exception]
 _MGET_CHUNK = 1000
-_UNSUBSCRIBE_ALL = encode_command("UNSUBSCRIBE")
 _KEY_PREFIX = RESULT_KEY_PREFIX.encode()
 
 
@@ -206,6 +205,30 @@ class Watch:
         self.wake()
 
 
+class SubscriptionRefused(ConnectionLost):
+    """The server refused a SUBSCRIBE to result channels (an ACL without pub/sub, or without the
+    channels): delivered as the outcome of every watch of those tasks."""
+
+
+class _PubSubCommand:
+    """A (UN)SUBSCRIBE written on the hub's connection, until the server has answered it: with one push
+    per channel named (``pending`` of them still to come), or with one error reply.
+
+    Every command the hub writes has its entry in the hub's ``_expected`` queue, in write order
+    (a ``_PubSubCommand``, the ``Watch`` that carried commands, or None for a DEL): the server
+    answers commands in order, so a reply that is not a push belongs to the oldest entry still open.
+    """
+
+    __slots__ = ("kind", "pending", "task_ids")
+
+    def __init__(self, kind: bytes, channels: int, task_ids: Sequence[str] = ()) -> None:
+        self.kind, self.pending = kind, channels
+        self.task_ids = task_ids  # a SUBSCRIBE's: whose watches to fail when it is refused
+
+
+Expected = Union[Watch, _PubSubCommand, None]
+
+
 class _Confirmation:
     """A SUBSCRIBE confirmation that arrived or not. Waiting is done on the watches' own wake events
     (the reader wakes a channel's watchers when its confirmation comes), so a plain flag suffices."""
@@ -259,15 +282,16 @@ class ResultHub:
         self._connect_timeout = connect_timeout
         self._reconnect_timeout = reconnect_timeout
         self._conn: Optional[RedisConnection] = None
-        self._connect_lock = anyio.Lock()
+        self._connect_lock = Mutex()
         # (UN)SUBSCRIBEs and DELs (bytes) and carried commands (encoded as they are sent) waiting to go
         # out together.
         self._outbox: List[Union[bytes, Iterator[bytes]]] = []
         # Whose replies are due, in order: a watch that carried commands, or None for a clean-up DEL.
-        self._outbox_expected: List[Optional[Watch]] = []  # for the carried commands in the outbox
-        self._expected: Deque[Optional[Watch]] = deque()  # on the connection
+        self._outbox_expected: List[Expected] = []  # what the commands in the outbox will be answered with
+        self._expected: Deque[Expected] = deque()  # and those sent, in order (_PubSubCommand's rule)
         self._connected_once = False
         self._forget: List[str] = []  # tasks whose consumed result keys to DEL with the next write
+        self._unsubscribing: List[str] = []  # tasks whose channels to UNSUBSCRIBE at the next write
         self._send_pending = False
         # Keyed by task id, not result key (the keys are made only as commands are encoded). A task's
         # first watch, and any others apart: there is nearly always just one, and a set per task (216
@@ -353,6 +377,10 @@ class ResultHub:
                     await while_subscribing()
                     fetch_existing = True
                 await self._drive(watch, _all_set([self._confirmed[t] for t in watch.ids if t in self._confirmed]))
+                if while_subscribing is None:  # nothing was done yet that the caller must hear about
+                    for outcome in watch.outcomes.values():
+                        if isinstance(outcome, SubscriptionRefused):
+                            raise outcome
                 if fetch_existing:
                     await self._fetch([t for t in watch.ids if t not in watch.outcomes])
         except BaseException:
@@ -385,6 +413,11 @@ class ResultHub:
         watch._need = len(watch.ids) if count is None else min(count, len(watch.ids))
         watch._or_failed_command = or_failed_command
         return self._drive(watch, Watch._has_outcomes, deadline)
+
+    def wait_replies(self, watch: Watch, deadline: float = math.inf) -> Awaitable[None]:
+        """Await it: returns once every command ``watch`` carried has its reply (or at ``deadline``)."""
+        watch._need = watch._replies_due
+        return self._drive(watch, Watch._has_replies, deadline)
 
     async def aclose(self) -> None:
         """Close the connection and resolve every remaining watch with ``ConnectionLost``."""
@@ -426,26 +459,33 @@ class ResultHub:
                         self._connected_once = True
         return self._conn
 
-    async def _write(self, data: Union[bytes, Iterator[bytes]], *, now: bool = True, expected: Optional[Watch] = None
-                     ) -> None:
+    async def _write(self, data: Union[bytes, Iterator[bytes], None], *expected: Expected) -> None:
         """Queue (UN)SUBSCRIBEs (and carried commands) and send the queue, coalescing concurrent writers.
 
-        ``now=False`` leaves it queued to ride along with the next write (unsubscribes while other
-        watches are active: a late message on an unwatched channel is simply ignored). When other
+        Channels released while other watches are active (``_unsubscribing``) are unsubscribed at the
+        start of the next write (a late message on an unwatched channel is simply ignored). When other
         watches are active, a writer yields once before sending so the other callers ready in the same
-        loop iteration add their commands to the same send. ``expected``: the replies the queued
-        commands will get.
+        loop iteration add their commands to the same send. ``expected``: one entry per command in
+        ``data`` (see :class:`_PubSubCommand`); ``data`` None sends only what is queued.
         """
-        self._outbox.append(data)
-        if expected is not None:
-            self._outbox_expected.append(expected)
-        if not now or self._send_pending:
+        if self._unsubscribing:  # asked for before this write: sent before it (a new SUBSCRIBE may follow)
+            gone, self._unsubscribing = self._unsubscribing, []
+            self._outbox.append(_keys_command("UNSUBSCRIBE", gone))
+            self._outbox_expected.append(_PubSubCommand(b"unsubscribe", len(gone)))
+        if data is not None:
+            self._outbox.append(data)
+            self._outbox_expected += expected
+        if self._send_pending:
             return  # the pending sender will take it along
         if len(self._watchers) > 1:
             self._send_pending = True
             try:
                 with anyio.CancelScope(shield=True):
                     await anyio.sleep(0)
+            except BaseException:  # others' commands wait in the outbox for this send: the reader sends
+                if self._read_scope is not None:  # them (_read_one), once woken from its wait
+                    self._read_scope.cancel()
+                raise
             finally:
                 self._send_pending = False
         conn = self._conn
@@ -453,15 +493,16 @@ class ResultHub:
             return  # the reconnect re-subscribes everything watched (and fails carried commands)
         self._queue_forget()
         outbox, self._outbox = self._outbox, []
-        if self._outbox_expected:  # due before the send starts: a reader may see replies before it ends
-            self._expected.extend(self._outbox_expected)
-            self._outbox_expected = []
+        # due before the send starts: a reader may see replies before it ends
+        self._expected.extend(self._outbox_expected)
+        self._outbox_expected = []
         try:
             await conn.send_pieces(_pieces(outbox))
         except ConnectionLost:
             self._drop(conn)
-        except Exception:  # a bug encoding a carried command: what the connection got is unknown
-            self._drop(conn)
+        except BaseException as exc:  # a bug encoding a carried command, KeyboardInterrupt: what the
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):  # connection got is unknown
+                self._drop(conn)
             raise
 
     def _queue_forget(self) -> None:
@@ -482,12 +523,12 @@ class ResultHub:
         sent.maybe_sent = True
         expected, self._expected = self._expected, deque()
         for watch in expected:
-            if watch is not None:
+            if type(watch) is Watch:
                 watch._fail_replies(sent)
         unsent = ConnectionLost(f"{sent}; the commands were not sent")
         queued, self._outbox_expected = self._outbox_expected, []
         for watch in queued:
-            if watch is not None:
+            if type(watch) is Watch:
                 watch._fail_replies(unsent)
 
     async def _subscribe(self, task_ids: List[str],
@@ -502,11 +543,15 @@ class ResultHub:
                 self._acks.setdefault(task_id, deque()).append(confirmed)
                 self._confirmed[task_id] = confirmed
         if carry is None:
-            await self._write(_keys_command("SUBSCRIBE", task_ids))
+            subscribe = _PubSubCommand(b"subscribe", len(task_ids), task_ids)
+            await self._write(_keys_command("SUBSCRIBE", task_ids), subscribe)
         else:  # encoded as it is sent: a batch's carried LPUSHes are megabytes
             commands, watch = carry
-            subscribe = (_keys_args("SUBSCRIBE", task_ids),) if task_ids else ()
-            await self._write(encode_pipeline(chain(subscribe, commands)), expected=watch)  # type: ignore[arg-type]
+            if task_ids:
+                await self._write(encode_pipeline(chain((_keys_args("SUBSCRIBE", task_ids),), commands)),  # type: ignore[arg-type]
+                                  _PubSubCommand(b"subscribe", len(task_ids), task_ids), watch)
+            else:
+                await self._write(encode_pipeline(commands), watch)  # type: ignore[arg-type]
 
     async def _release(self, watch: Watch) -> None:
         gone = []
@@ -532,11 +577,13 @@ class ResultHub:
         if self._reader is None and self._idle:
             next(iter(self._idle)).wake()
         if gone:
-            if self._watchers:  # others are active: the UNSUBSCRIBE rides with their next write
-                self._outbox.append(_keys_command("UNSUBSCRIBE", gone))
-            else:  # nothing is watched now: unsubscribe from everything, without naming 2,000 channels
+            # One named UNSUBSCRIBE for all the channels released since the last write, not a bare one:
+            # the server answers one push per channel named, which is how the hub knows which reply
+            # ends the command (_PubSubCommand).
+            self._unsubscribing += gone
+            if not self._watchers:  # others are active: the UNSUBSCRIBE rides with their next write
                 with anyio.CancelScope(shield=True):  # a half-sent command would break the connection
-                    await self._write(_UNSUBSCRIBE_ALL)
+                    await self._write(None)
 
     # ------------------------------------------------------------------ leader / follower reading
     async def _drive(self, watch: Watch, satisfied: Callable[[Watch], bool], deadline: float = math.inf) -> None:
@@ -606,31 +653,36 @@ class ResultHub:
         if conn is None:
             await self._reconnect()
             return
+        if self._outbox and not self._send_pending:  # its sender was interrupted: the replies awaited
+            await self._write(None)  # may be to what it holds
+            return
         try:
             replies = await conn.read_replies()
         except ConnectionLost:
             self._drop(conn)
             await self._reconnect()
             return
-        for reply in replies:  # everything that arrived together, before anyone looks again
-            self._dispatch(reply)
+        resp3 = conn.resp3
+        try:
+            for reply in replies:  # everything that arrived together, before anyone looks again
+                self._dispatch(reply, resp3)
+        except BaseException:  # replies read and not dispatched are lost: the reconnect re-fetches
+            self._drop(conn)
+            raise
 
-    def _dispatch(self, reply: object) -> None:
-        if self._expected and type(reply) is not Push:
-            # a reply to a carried command (on RESP3, pub/sub traffic comes as pushes)
-            watch = self._expected[0]
-            if watch is None:  # a clean-up DEL's
-                self._expected.popleft()
-                return
-            watch._reply(reply)
-            if len(watch.replies) >= watch._replies_due:
-                self._expected.popleft()
-                if watch._wake_on_replies or watch.command_failed:
-                    watch.wake()
+    def _dispatch(self, reply: object, resp3: bool) -> None:
+        if type(reply) is not Push and (resp3 or type(reply) is not list):
+            self._command_reply(reply)  # on RESP3 pub/sub traffic comes as pushes; on RESP2 as arrays
             return
-        if not isinstance(reply, list) or len(reply) < 3:
+        if len(reply) < 3:
             return
         kind = reply[0]
+        if kind == b"subscribe" or kind == b"unsubscribe":
+            head = self._expected[0] if self._expected else None
+            if type(head) is _PubSubCommand and head.kind == kind:
+                head.pending -= 1
+                if not head.pending:
+                    self._expected.popleft()
         if kind != b"message" and kind != b"subscribe":
             return
         task_id = _task_id(reply[1])
@@ -651,6 +703,35 @@ class ResultHub:
                     del self._acks[task_id]
                 for watch in self._watching(task_id):
                     watch.wake()
+
+    def _command_reply(self, reply: object) -> None:
+        """A reply that is not a push: it answers the oldest command still open (``_PubSubCommand``)."""
+        if not self._expected:
+            return  # nothing is due (a reply to a command of a dropped connection's time): ignored
+        head = self._expected[0]
+        if type(head) is Watch:  # a reply to a command the watch carried
+            head._reply(reply)
+            if len(head.replies) >= head._replies_due:
+                self._expected.popleft()
+                if head._wake_on_replies or head.command_failed:
+                    head.wake()
+            return
+        self._expected.popleft()  # a DEL's reply, or a (UN)SUBSCRIBE's error (success is pushes)
+        if type(head) is _PubSubCommand and head.kind == b"subscribe":
+            message = reply.message if isinstance(reply, RespError) else repr(reply)
+            self._subscription_refused(head.task_ids, SubscriptionRefused(
+                f"{self._address.describe()} refused to subscribe to the result channels: {message}"))
+
+    def _subscription_refused(self, task_ids: Sequence[str], error: SubscriptionRefused) -> None:
+        """No result will come for ``task_ids`` on this subscription: their watches get ``error``."""
+        for task_id in task_ids:
+            pending = self._acks.get(task_id)
+            if pending:  # the refused SUBSCRIBE is the oldest one still awaited for the id
+                pending.popleft().set()
+                if not pending:
+                    del self._acks[task_id]
+            for watch in self._watching(task_id):
+                watch._deliver(task_id, error)
 
     def _watching(self, task_id: str) -> Tuple[Watch, ...]:
         """The watches of ``task_id`` now (a copy: delivering may end some)."""
@@ -703,9 +784,10 @@ class ResultHub:
                         self._reconnect_deadline = None
                         await self._fetch(list(self._watchers))
                         return
-                    except ConnectionLost:
+                    except BaseException:  # interrupted with confirmations due: never used again
                         await conn.aclose()
-                        self._conn = None
+                        if self._conn is conn:
+                            self._conn = None
                         raise
                 except ConnectionLost as exc:
                     if current_time() + backoff.delay > deadline:
@@ -717,6 +799,7 @@ class ResultHub:
     async def _resubscribe(self, conn: RedisConnection) -> None:
         task_ids = list(self._watchers)
         self._outbox = []  # superseded by the re-subscription; carried commands in it were never sent
+        self._unsubscribing = []  # a new connection is subscribed to nothing else
         self._fail_expected(ConnectionLost(f"lost connection to {self._address.describe()}"))
         stale, self._acks = self._acks, {}
         if task_ids:
@@ -724,12 +807,16 @@ class ResultHub:
             remaining = set(task_ids)
             while remaining:
                 reply = await conn.read_reply()
+                if isinstance(reply, RespError):  # a SUBSCRIBE is refused whole (an ACL)
+                    self._subscription_refused(task_ids, SubscriptionRefused(
+                        f"{self._address.describe()} refused to subscribe to the result channels: {reply.message}"))
+                    break
                 if isinstance(reply, list) and len(reply) > 1 and reply[0] == b"subscribe":
                     task_id = _task_id(reply[1])
                     if task_id is not None:
                         remaining.discard(task_id)
                 else:
-                    self._dispatch(reply)
+                    self._dispatch(reply, conn.resp3)
         for events in stale.values():  # confirmations still awaited are superseded by the re-subscription
             for event in events:
                 event.set()

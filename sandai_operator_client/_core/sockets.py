@@ -40,6 +40,8 @@ class SocketByteStream:
 
         ``data`` must not change until this returns (it is sent from where it lies).
         """
+        if self._error is not None:
+            raise self._error
         if self._backlog is not None:
             self._backlog.append(memoryview(data))
             await self._queued()
@@ -51,6 +53,8 @@ class SocketByteStream:
     async def send_pieces(self, pieces: Iterable[bytes]) -> None:
         """Write ``pieces`` back to back, nobody else's bytes between them, taking each piece only when
         the previous one is out (a lazily encoded pipeline is never held whole)."""
+        if self._error is not None:
+            raise self._error
         if self._backlog is not None:  # behind another sender: queued whole, so encoded now
             self._backlog.extend(memoryview(piece) for piece in pieces)
             await self._queued()
@@ -88,7 +92,10 @@ class SocketByteStream:
                     else:
                         break
         except BaseException as exc:
-            self._error = exc
+            # The stream is broken for good (a command may be half written): every queued and later
+            # sender gets a connection error, never the interrupting exception itself.
+            self._error = exc if isinstance(exc, OSError) else anyio.BrokenResourceError(
+                f"a write was interrupted ({type(exc).__name__})")
             raise
         finally:
             self._backlog = None

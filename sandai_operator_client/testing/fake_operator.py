@@ -235,6 +235,14 @@ class FakeOperator:
         return taken
 
     async def _recover(self, bookkeeping: CommandChannel, in_flight: Set[str]) -> List[Tuple[str, str, bytes]]:
+        """The messages in ``unacked`` that no handling of this operator has: taken before a restart.
+
+        Rule: a message in flight when the HGETALL is *sent* is never taken again. Checking only the
+        tags in flight when its reply is read is not enough: a handling that finishes meanwhile (its
+        HDEL executed after the HGETALL, its reply read in the same pipeline, its task resumed first)
+        has left the set by then, and the message would run twice.
+        """
+        in_flight_before = set(in_flight)
         entries = await bookkeeping.execute("HGETALL", "unacked")
         taken = []
         if isinstance(entries, list):
@@ -244,7 +252,7 @@ class FakeOperator:
                     queue = decode_redis_envelope(raw)[0]["properties"]["delivery_info"]["routing_key"]
                 except (DecodeError, KeyError, TypeError):
                     continue
-                if queue in self.queues and tag not in in_flight:
+                if queue in self.queues and tag not in in_flight_before and tag not in in_flight:
                     taken.append((queue, tag, raw))
         return taken
 
