@@ -1,9 +1,12 @@
 """Benchmarks side by side: this project, the seed client 0.4.6, and bare redis-py (the wire limit).
 
-``make bench`` (or ``python benchmarks/run.py [--rounds N] [--only W,...]``). Every workload runs for all
-implementations in the same run, against the same Redis and the same fast operator (the FakeOperator in
-its own process), interleaved round by round; the table shows medians over rounds and ratios to the seed.
+``make bench`` (or ``python benchmarks/run.py [--rounds N] [--only W,...] [--baseline REV]``). Every
+workload runs for all implementations in the same run, against the same Redis and the same fast operator
+(the FakeOperator in its own process), interleaved round by round; the table shows medians over rounds and
+ratios to the seed.
 The seed client runs in its own virtualenv (``benchmarks/.venvs/seed``, built on first use).
+``--baseline REV`` adds ``base``: this project at commit REV (a git worktree under ``benchmarks/.venvs``),
+run like ``ours`` in the same rounds, so a change is measured against the code before it (``ours/base``).
 """
 
 from __future__ import annotations
@@ -62,15 +65,30 @@ def seed_python() -> str:
     return str(python)
 
 
+BASELINE: list = []  # [worktree path] when --baseline is given
+
+
+def baseline_tree(rev: str) -> Path:
+    """A worktree of this repository at ``rev`` (made once)."""
+    tree = HERE / ".venvs" / f"baseline-{rev}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True,
+                       capture_output=True)
+    return tree
+
+
 def run_one(impl: str, workload: str) -> dict:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     broker = AMQP_URL if workload.startswith("amqp") else REDIS_URL
     operator = subprocess.Popen([sys.executable, str(HERE / "fast_operator.py"), name, broker, REDIS_URL])
     try:
         time.sleep(0.5)
-        python = {"seed": seed_python, "ours": ours_python}.get(impl, lambda: sys.executable)()
+        python = {"seed": seed_python, "ours": ours_python, "base": ours_python}.get(impl, lambda: sys.executable)()
         env = dict(os.environ, PYTHONPATH=str(HERE))
-        out = subprocess.run([python, str(HERE / "workloads.py"), impl, workload, name, REDIS_URL, broker],
+        if impl == "base":  # the baseline's package shadows the editable install of this tree
+            env["PYTHONPATH"] = f"{BASELINE[0]}{os.pathsep}{HERE}"
+        out = subprocess.run([python, str(HERE / "workloads.py"), "ours" if impl == "base" else impl, workload,
+                              name, REDIS_URL, broker],
                              capture_output=True, text=True, timeout=600, env=env)
         if out.returncode != 0:
             raise RuntimeError(f"{impl} {workload} failed:\n{out.stderr[-3000:]}")
@@ -97,8 +115,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(WORKLOADS))
+    parser.add_argument("--baseline", help="also run this project at this git revision, as 'base'")
     args = parser.parse_args()
     chosen = args.only.split(",")
+    if args.baseline:
+        BASELINE.append(baseline_tree(args.baseline))
+        for workload, (metric, higher, impls) in list(WORKLOADS.items()):
+            if "ours" in impls:
+                WORKLOADS[workload] = (metric, higher, (*impls, "base"))
     samples: dict = {}
     for round_no in range(args.rounds):
         for workload in chosen:
@@ -123,15 +147,17 @@ def main() -> None:
                      "sockets": socks, "failed": {impl: f for impl, f in failed.items() if f},
                      "ours_vs_seed": (med["ours"] / med["seed"]) if "seed" in med and "ours" in med else None,
                      "ours_vs_bare": (med["ours"] / med["bare"]) if "bare" in med and "ours" in med else None,
-                     "raw_vs_seed": (med["raw"] / med["seed"]) if "raw" in med and "seed" in med else None})
+                     "raw_vs_seed": (med["raw"] / med["seed"]) if "raw" in med and "seed" in med else None,
+                     "ours_vs_base": (med["ours"] / med["base"]) if "base" in med and "ours" in med else None})
     print()
     print(f"{'workload':16} {'metric':10} {'ours':>10} {'seed':>10} {'bare':>10} {'ours/seed':>10} {'ours/bare':>10}"
-          f" {'raw/seed':>10}")
+          f" {'raw/seed':>10} {'ours/base':>10}")
     for row in rows:
         m = row["median"]
         fmt = lambda v: f"{v:10.2f}" if isinstance(v, (int, float)) else f"{'-':>10}"  # noqa: E731
         print(f"{row['workload']:16} {row['metric']:10} {fmt(m.get('ours'))} {fmt(m.get('seed'))} "
-              f"{fmt(m.get('bare'))} {fmt(row['ours_vs_seed'])} {fmt(row['ours_vs_bare'])} {fmt(row['raw_vs_seed'])}")
+              f"{fmt(m.get('bare'))} {fmt(row['ours_vs_seed'])} {fmt(row['ours_vs_bare'])} {fmt(row['raw_vs_seed'])}"
+              f" {fmt(row['ours_vs_base'])}")
         for impl, reasons in row["failed"].items():
             print(f"{'':16} {impl} failed {len(reasons)} of {args.rounds} run(s): {reasons[0]}")
     (HERE / "results").mkdir(exist_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
 
@@ -37,6 +38,7 @@ class LoopThread:
     def __init__(self) -> None:
         self._ready = threading.Event()
         self._portal: Optional[BlockingPortal] = None
+        self._asyncio_loop: Optional[asyncio.AbstractEventLoop] = None
         self._error: Optional[BaseException] = None
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="sandai-operator-client-loop", daemon=True)
@@ -49,6 +51,9 @@ class LoopThread:
         from anyio.from_thread import BlockingPortal  # only blocking clients used concurrently need it
 
         async def serve() -> None:
+            import asyncio
+
+            self._asyncio_loop = asyncio.get_running_loop()
             async with BlockingPortal() as portal:
                 self._portal = portal
                 self._ready.set()
@@ -69,14 +74,28 @@ class LoopThread:
         assert self._portal is not None
         return self._portal
 
-    def run(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``await func(*args)`` in the loop; an interrupt of the caller cancels it there."""
+    def run(self, func: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[float] = None) -> T:
+        """Run ``await func(*args)`` in the loop; an interrupt of the caller cancels it there, and so
+        does ``timeout`` (then ``TimeoutError``)."""
         future = self._checked_portal().start_task_soon(func, *args)
         try:
-            return future.result()
+            return future.result(timeout)
         except BaseException:
             future.cancel()
             raise
+
+    @property
+    def usable(self) -> bool:
+        """Whether waiting on the loop can end: its thread runs and the interpreter is not shutting down
+        (then daemon threads are frozen, and a wait on one never ends)."""
+        return self._thread.is_alive() and not sys.is_finalizing()
+
+    def submit(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Start ``await func(*args)`` in the loop without waiting for it (from any thread, the loop's too:
+        the portal refuses that one)."""
+        loop = self._asyncio_loop
+        assert loop is not None
+        loop.call_soon_threadsafe(lambda: loop.create_task(func(*args)))  # type: ignore[arg-type]
 
     def run_sync(self, func: Callable[..., T], *args: Any) -> T:
         """Run a plain function in the loop thread (to build loop-bound objects there)."""

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import weakref
 from functools import cached_property
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Sequence, Type, TypeVar, Union
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Type,
+    TypeVar,
+    Union,
+)
 
 from ._core.core import OperatorCore, Submission, as_submissions
 from ._portal import InlineLoop, LoopThread, loop_thread
@@ -265,16 +279,7 @@ class OperatorClient(ClientSettings):
         # The async iterator keeps its subscription between items, so all its steps run on one loop:
         # the shared loop thread (a step per item).
         loop, core = self._shared_loop()
-        results = core.iter_completed(submissions, timeout)
-        try:
-            while True:
-                try:
-                    item = loop.run(results.__anext__)
-                except StopAsyncIteration:
-                    return
-                yield item
-        finally:
-            loop.run(results.aclose)  # type: ignore[attr-defined]
+        return _BlockingIterator(loop, core.iter_completed(submissions, timeout))
 
     def queue_depth(self) -> Dict[str, int]:
         """Messages waiting per priority queue."""
@@ -288,6 +293,63 @@ class OperatorClient(ClientSettings):
         """True when the submit path works (``probe().submit_ok``)."""
         return self.probe(timeout=timeout).submit_ok
 
+
+
+class _BlockingIterator(Iterator[BatchTaskResult]):
+    """A blocking iterator over an async one that lives on the loop thread; ``close()`` it when leaving
+    early (a ``for`` loop left by ``break`` or an exception leaves it to the garbage collector).
+
+    Rule: closing never waits where the wait may not end. Collected by the garbage collector (from any
+    thread, the loop thread included) it starts the clean-up on the loop without waiting; at interpreter
+    shutdown the loop thread is frozen, so iterators still open are closed by an ``atexit`` hook, which
+    runs while it still turns, and a close after that does nothing.
+    """
+
+    def __init__(self, loop: LoopThread, results: AsyncIterator[BatchTaskResult]) -> None:
+        self._loop: Optional[LoopThread] = loop
+        self._results = results
+        _open_iterators.add(self)
+        if not _exit_hook:
+            _exit_hook.append(atexit.register(_close_open_iterators))
+
+    def __iter__(self) -> _BlockingIterator:
+        return self
+
+    def __next__(self) -> BatchTaskResult:
+        loop = self._loop
+        if loop is None:
+            raise StopIteration
+        try:
+            return loop.run(self._results.__anext__)
+        except StopAsyncIteration:
+            self._loop = None
+            _open_iterators.discard(self)
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """End the iteration: unsubscribe and release what the iterator holds (waits at most 5 s)."""
+        loop, self._loop = self._loop, None
+        _open_iterators.discard(self)
+        if loop is not None and loop.usable:
+            try:
+                loop.run(self._results.aclose, timeout=_CLOSE_TIMEOUT)  # type: ignore[attr-defined]
+            except TimeoutError:
+                pass
+
+    def __del__(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.usable:
+            loop.submit(self._results.aclose)  # type: ignore[attr-defined]
+
+
+_CLOSE_TIMEOUT = 5.0
+_open_iterators: weakref.WeakSet[_BlockingIterator] = weakref.WeakSet()
+_exit_hook: List[Any] = []
+
+
+def _close_open_iterators() -> None:
+    for iterator in list(_open_iterators):
+        iterator.close()
 
 
 def create_client(operator_name: str, operator_version: str, **kwargs: Any) -> OperatorClient:

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ._sync import OperatorClient
 from .config import VALID_PRIORITIES
@@ -146,8 +146,8 @@ def _batch(client: OperatorClient, args: argparse.Namespace) -> int:
     ordered: List[Optional[BatchTaskResult]] = [None] * len(tasks)
     next_index = 0
     failed = 0
+    results = client.batch_iter(tasks, priority=args.priority, timeout=args.timeout)
     try:
-        results: Iterator[BatchTaskResult] = client.batch_iter(tasks, priority=args.priority, timeout=args.timeout)
         for result in results:
             progress.update(result)
             failed += not result.success
@@ -159,6 +159,7 @@ def _batch(client: OperatorClient, args: argparse.Namespace) -> int:
                 _print(_result_line(ordered[next_index]), out)  # type: ignore[arg-type]
                 next_index += 1
     finally:
+        results.close()  # type: ignore[attr-defined]  # never left to interpreter shutdown
         if out is not sys.stdout:
             out.close()
     return EXIT_OK if failed == 0 else EXIT_TASK_FAILED
