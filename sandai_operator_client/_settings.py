@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from .config import VALID_PRIORITIES, ClientConfig, check_priority, resolve_client_config
+from .config import VALID_PRIORITIES, ClientConfig, ConnectionPolicy, check_priority, resolve_client_config
 
 __all__ = ("ClientSettings",)
 
@@ -15,7 +15,9 @@ class ClientSettings:
     Arguments are the seed's: ``broker_url`` and ``result_backend`` (else ``SANDAI_OPERATOR_CELERY_*``,
     else ``redis://localhost:6379/0``), ``timeout`` (seconds: the task's deadline and the default wait),
     ``debug``, ``priority``, ``cancel_key`` (default for every task), ``auto_forget_result`` (delete
-    result keys once read; ``SANDAI_OPERATOR_AUTO_FORGET_RESULT``, default on).
+    result keys once read; ``SANDAI_OPERATOR_AUTO_FORGET_RESULT``, default on). Beyond the seed:
+    ``connection``, a :class:`~sandai_operator_client.config.ConnectionPolicy` (I/O timeout, idle checks,
+    TCP keepalive).
 
     Raises:
         InvalidPriorityError: ``priority`` is not one of ``VALID_PRIORITIES``.
@@ -47,12 +49,14 @@ class ClientSettings:
         priority: str = "normal",
         cancel_key: Optional[str] = None,
         auto_forget_result: Optional[bool] = None,
+        *,
+        connection: Optional[ConnectionPolicy] = None,
     ) -> None:
         check_priority(priority)
         config = resolve_client_config(
             operator_name, operator_version, broker_url=broker_url, result_backend=result_backend,
             timeout=timeout, debug=debug, priority=priority, cancel_key=cancel_key,
-            auto_forget_result=auto_forget_result,
+            auto_forget_result=auto_forget_result, connection=connection,
         )
         self.config = config
         self.valid_priorities = list(VALID_PRIORITIES)

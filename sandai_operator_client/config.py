@@ -15,6 +15,7 @@ __all__ = (
     "VALID_PRIORITIES",
     "CeleryConfig",
     "ClientConfig",
+    "ConnectionPolicy",
     "check_priority",
     "env_bool",
     "get_celery_config",
@@ -74,6 +75,28 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+@dataclass(frozen=True)
+class ConnectionPolicy:
+    """How the client's Redis connections guard against a network that fails without saying so.
+
+    ``connect_timeout``: seconds to connect (and authenticate). ``io_timeout``: a command whose reply
+    takes longer drops its connection (the client reconnects, re-subscribes and re-fetches, so results
+    published meanwhile are not lost); a caller's own deadline ends its wait sooner. ``idle_check``: a
+    connection not in use for this long is looked at before it is used again (a system call, no round
+    trip; 0: whenever nothing is in flight on it), and replaced when the server closed it meanwhile (its
+    ``timeout`` setting, ``CLIENT KILL``, a restart): nothing was written, so nothing fails.
+    ``keepalive_idle``, ``keepalive_interval``, ``keepalive_count``: TCP keepalive probes, so a peer that
+    vanished is noticed on an idle connection too (``keepalive_idle`` None: off).
+    """
+
+    connect_timeout: float = 5.0
+    io_timeout: float = 10.0
+    idle_check: float = 0.0
+    keepalive_idle: Optional[float] = 15.0
+    keepalive_interval: float = 5.0
+    keepalive_count: int = 3
+
+
 @dataclass
 class CeleryConfig:
     """Broker and result backend URLs and serializers (Celery's names, kept from the seed)."""
@@ -112,6 +135,7 @@ class ClientConfig:
     priority: str = "normal"
     cancel_key: Optional[str] = None
     auto_forget_result: bool = True
+    connection: ConnectionPolicy = field(default_factory=ConnectionPolicy)
     queue_names: Dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -169,6 +193,7 @@ def resolve_client_config(
     priority: str = "normal",
     cancel_key: Optional[str] = None,
     auto_forget_result: Optional[bool] = None,
+    connection: Optional[ConnectionPolicy] = None,
 ) -> ClientConfig:
     """Resolve a client's settings: explicit URLs, else the environment, else the local defaults."""
     if broker_url or result_backend:
@@ -189,4 +214,5 @@ def resolve_client_config(
             if auto_forget_result is not None
             else env_bool("SANDAI_OPERATOR_AUTO_FORGET_RESULT", True)
         ),
+        connection=connection or ConnectionPolicy(),
     )

@@ -182,6 +182,8 @@ class RedisPublisher:
             else:
                 reason = reply.message if isinstance(reply, RespError) else None
             reasons += [reason] * (command.stop - command.start)
+        if len(replies) < len(commands):  # the caller's deadline came first: the LPUSH may be queued
+            reasons += [OutcomeUnknown("no reply from the broker before the deadline")] * (len(tasks) - len(reasons))
         if lost is not None:
             settled = await self._settle([tasks[i] for i in unknown], lost)
             for i, reason in zip(unknown, settled):

@@ -117,13 +117,12 @@ class OperatorCore:
         *,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_uuid4,
-        connect_timeout: float = 5.0,
         reconnect_timeout: float = 30.0,
     ) -> None:
         self.config = config
         self._clock = clock
         self._new_id = new_id
-        self._connect_timeout = connect_timeout
+        self._policy = config.connection
         backend_scheme = urlsplit(config.result_backend).scheme
         if backend_scheme not in _REDIS_SCHEMES:
             raise ValueError(
@@ -139,7 +138,7 @@ class OperatorCore:
             self._results.address,
             self._results,
             accept=config.celery.accept_content or ("json", "msgpack"),
-            connect_timeout=connect_timeout,
+            policy=self._policy,
             reconnect_timeout=reconnect_timeout,
         )
         self._publisher = self._make_publisher(config.broker_url)
@@ -159,7 +158,7 @@ class OperatorCore:
     def _command_channel(self, url: str) -> CommandChannel:
         channel = self._channels.get(url)
         if channel is None:
-            channel = CommandChannel(parse_redis_url(url), connect_timeout=self._connect_timeout)
+            channel = CommandChannel(parse_redis_url(url), self._policy)
             self._channels[url] = channel
         return channel
 
@@ -168,7 +167,7 @@ class OperatorCore:
             return RedisPublisher(self._command_channel(url))
         from .amqp import KombuPublisher  # kombu is imported only for non-Redis brokers
 
-        return KombuPublisher(url, connect_timeout=self._connect_timeout)
+        return KombuPublisher(url, connect_timeout=self._policy.connect_timeout)
 
     @property
     def hub(self) -> ResultHub:
@@ -292,13 +291,13 @@ class OperatorCore:
         except ConnectionLost as exc:
             return self._lost_publishing(tasks, exc)
 
-    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask]) -> Optional[List[LPush]]:
+    async def _lpush_with_watch(self, tasks: Sequence[PreparedTask], deadline: float) -> Optional[List[LPush]]:
         """The LPUSHes a watch can carry for ``tasks``; None when they go the usual way."""
         if self._lpush_on_hub is None:
             return None
         carries = self._hub.resp3  # known while connected: no await on the hot path
         if carries is None:
-            carries = await self._hub.carries_commands()
+            carries = await self._hub.carries_commands(deadline)
         return self._lpush_on_hub.lpush_commands(tasks) if carries else None
 
     def _carried(self, tasks: Sequence[PreparedTask], lpushes: List[LPush], replies: Sequence[object]
@@ -393,10 +392,13 @@ class OperatorCore:
         """
         self._check_open()
         limit = float("inf") if timeout is None else check_timeout(timeout, allow_zero=True)
+        deadline = self._deadline(limit)
         try:
-            async with self._hub.watch([task_id], fetch_existing=True) as watch:
-                await self._hub.wait(watch, deadline=self._deadline(limit))
+            async with self._hub.watch([task_id], fetch_existing=True, deadline=deadline) as watch:
+                await self._hub.wait(watch, deadline=deadline)
         except ConnectionLost as exc:
+            if current_time() >= deadline:  # the budget ran out while the connection was being remade
+                raise TaskTimeoutError(task_id, limit) from None
             raise self._connection_error(exc) from None
         return self._outcome_envelope(task_id, watch, limit)
 
@@ -417,13 +419,13 @@ class OperatorCore:
         self._check_open()
         sent = False  # the task is (or may be) on the queue
         try:
-            carried = await self._lpush_with_watch([task])
+            deadline = self._deadline(timeout)
+            carried = await self._lpush_with_watch([task], deadline)
             # Entered and left by hand, not with ``async with``, which would hold a bound ``__aexit__``
             # per pending call for the cyclic GC to walk (the hub's _open releases a watch it fails to open).
             watch = await self._hub.watch([task.task_id], fetch_existing=False, await_replies=False,
-                                          commands=carried).__aenter__()
+                                          commands=carried, deadline=deadline).__aenter__()
             try:
-                deadline = self._deadline(timeout)
                 if carried is None:
                     await self.publish_one(task)
                     sent = True
@@ -489,14 +491,16 @@ class OperatorCore:
         watch: Optional[Watch] = None
         lost: Optional[ConnectionLost] = None
         if ids:
+            deadline = self._deadline(budget)
             try:
-                async with self._hub.watch(ids, fetch_existing=True, keep=self._batch_keep()) as watch:
+                async with self._hub.watch(ids, fetch_existing=True, keep=self._batch_keep(),
+                                           deadline=deadline) as watch:
                     try:
-                        await self._hub.wait(watch, deadline=self._deadline(budget))
+                        await self._hub.wait(watch, deadline=deadline)
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         await self._forget_later(ids)
             except ConnectionLost as exc:
-                lost = exc
+                lost = exc if current_time() < deadline else None  # None: the budget ran out first
         return [self._batch_result(s, watch, budget, lost) for s in submissions]
 
     async def batch_sync_detailed(self, tasks: Sequence[TaskSpec], *, timeout: Optional[float] = None,
@@ -519,10 +523,11 @@ class OperatorCore:
             errors[:] = await self._publish_settled(prepared)
 
         if prepared:
+            deadline = self._deadline(budget)
             try:
-                carried = await self._lpush_with_watch(prepared)
+                carried = await self._lpush_with_watch(prepared, deadline)
                 async with self._hub.watch(ids, while_subscribing=publish if carried is None else None,
-                                           commands=carried, keep=self._batch_keep()) as watch:
+                                           commands=carried, keep=self._batch_keep(), deadline=deadline) as watch:
                     try:
                         if carried is not None:
                             attempted = True
@@ -532,12 +537,12 @@ class OperatorCore:
                         prepared.clear()
                         published = errors.count(None)
                         if published:  # tasks that never went out have no result to wait for
-                            await self._hub.wait(watch, published, deadline=self._deadline(budget))
+                            await self._hub.wait(watch, published, deadline=deadline)
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
                         forgotten = True
                         await self._forget_later([t for t, e in zip(ids, errors) if e is None])
             except ConnectionLost as exc:
-                lost = exc
+                lost = exc if current_time() < deadline else None  # None: the budget ran out first
                 if not attempted:  # the subscription failed before anything was sent
                     errors = [self._connection_error(exc)] * len(ids)
             finally:
@@ -569,12 +574,16 @@ class OperatorCore:
     def _batch_result(self, submission: Submission, watch: Optional[Watch], budget: float,
                       lost: Optional[ConnectionLost]) -> BatchTaskResult:
         """One task's ``BatchTaskResult`` from what ``watch`` kept of it (``keep=self._batch_keep()``);
-        without a watch, the published task's result could not be watched (``lost`` says why)."""
+        without a watch, the published task's result could not be watched (``lost`` says why), or the
+        budget ran out before it could be (``lost`` None)."""
         index, task_id, submit_error = submission
         if task_id is None or submit_error is not None:
             return BatchTaskResult(index=index, task_id=task_id, submitted=False, error=submit_error)
-        kept: Any = watch.outcomes.get(task_id) if watch is not None else (
-            self._result_unavailable(task_id, lost or "no result subscription"))
+        kept: Any = None
+        if watch is not None:
+            kept = watch.outcomes.get(task_id)
+        elif lost is not None:
+            kept = self._result_unavailable(task_id, lost)
         if kept is None:
             kept = TaskTimeoutError(task_id, budget)
         if isinstance(kept, Exception):
@@ -672,7 +681,7 @@ class OperatorCore:
         yielded: set[Optional[str]] = set()
         try:
             async with self._hub.watch(list(by_id), fetch_existing=True, in_order=True,
-                                       keep=self._batch_keep()) as watch:
+                                       keep=self._batch_keep(), deadline=deadline) as watch:
                 # no cancel scope may span a yield (the consumer may resume us from another task): each
                 # wait is bounded by the one deadline of the batch
                 assert watch.arrived is not None

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import chain
@@ -15,12 +16,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import anyio
 import anyio.abc
 
+from ..config import ConnectionPolicy
 from ..protocol.resp import RespError, RespProtocolError, RespReader, encode_pipeline
 from .group_commit import GroupCommit
 from .loop import current_time
-from .sockets import SocketByteStream, connect_socket
+from .sockets import KeepAlive, SocketByteStream, connect_socket, set_keepalive
 
-__all__ = ("CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "interrupted", "parse_redis_url")
+__all__ = ("MIN_IO", "CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "interrupted",
+           "keepalive_of", "parse_redis_url")
 
 if TYPE_CHECKING:
     import ssl
@@ -137,13 +140,17 @@ class RedisConnection:
         self._parsed: Deque[object] = deque()  # replies read together but not handed out yet
         self.address = address
         self.resp3 = False  # the server switched to RESP3 (HELLO 3): commands work while subscribed
+        self.last_io = current_time()  # when bytes last went out or came in
 
     @classmethod
-    async def open(cls, address: RedisAddress, timeout: float, *, resp3: bool = False) -> RedisConnection:
+    async def open(cls, address: RedisAddress, timeout: float, *, resp3: bool = False,
+                   keepalive: Optional[KeepAlive] = None) -> RedisConnection:
         """Connect, authenticate and select the database within ``timeout`` seconds.
 
         ``resp3``: ask for RESP3 (``HELLO 3``, Redis >= 6); a server that does not know it keeps RESP2
-        (``conn.resp3`` tells which one was agreed).
+        (``conn.resp3`` tells which one was agreed). At least one command is exchanged (a PING when
+        nothing else is needed), so a server that accepts and then refuses (``maxclients``) fails here,
+        before any caller's command is written. ``keepalive``: TCP keepalive probe times.
         """
         try:
             with anyio.fail_after(timeout):
@@ -152,8 +159,9 @@ class RedisConnection:
                     stream = await anyio.connect_tcp(
                         address.host, address.port, ssl_context=address.ssl_context(), tls_standard_compatible=False
                     )
+                    set_keepalive(stream.extra(anyio.abc.SocketAttribute.raw_socket), keepalive)
                 else:
-                    stream = await connect_socket(address.host, address.port, address.path)
+                    stream = await connect_socket(address.host, address.port, address.path, keepalive)
                 conn = cls(stream, address)
                 setup: List[Command] = []
                 if resp3:
@@ -171,6 +179,8 @@ class RedisConnection:
                     )
                 if address.db:
                     setup.append(("SELECT", address.db))
+                if not setup and not resp3:
+                    setup.append(("PING",))
                 if setup:
                     replies = await conn.request(setup)
                     for reply in replies:
@@ -182,6 +192,24 @@ class RedisConnection:
             raise ConnectionLost(f"timed out connecting to {address.describe()} after {timeout:g}s") from None
         except _CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"cannot connect to {address.describe()}: {exc or type(exc).__name__}") from None
+
+    def poll(self) -> List[object]:
+        """The replies that arrived without waiting for any (none on TLS, which is not looked at);
+        ``ConnectionLost`` when the server closed the connection or it failed."""
+        stream = self._stream
+        if not isinstance(stream, SocketByteStream):
+            return []
+        try:
+            while True:
+                data = stream.receive_nowait()
+                if not data:
+                    break
+                self._reader.feed(data)
+            self._parsed.extend(self._reader.replies())
+        except _CONNECTION_ERRORS as exc:
+            raise ConnectionLost(f"lost connection to {self.address.describe()}: {exc or type(exc).__name__}") from None
+        parsed, self._parsed = list(self._parsed), deque()
+        return parsed
 
     async def send(self, data: bytes) -> None:
         """Write bytes; ``ConnectionLost`` when the connection is gone."""
@@ -220,6 +248,7 @@ class RedisConnection:
             while True:
                 replies = reader.replies()
                 if replies:
+                    self.last_io = current_time()
                     return replies
                 reader.feed(await self._stream.receive())
         except _CONNECTION_ERRORS as exc:
@@ -231,6 +260,7 @@ class RedisConnection:
         A long pipeline goes out in pieces, encoded as it is sent (10,000 task envelopes are 10 MB;
         encoded at once, then copied when the socket took part, they doubled a client's peak memory).
         """
+        self.last_io = current_time()
         await self.send_pieces(encode_pipeline(chain(*batches)))  # type: ignore[arg-type]
         due = sum(map(len, batches))
         replies: List[object] = []
@@ -250,6 +280,17 @@ class RedisConnection:
                 pass
 
 
+MIN_IO = 1.0
+"""Seconds a pipeline may always take, whatever its callers' deadlines."""
+
+
+def keepalive_of(policy: ConnectionPolicy) -> Optional[KeepAlive]:
+    """The TCP keepalive probe times of ``policy`` (None: keepalive off)."""
+    if policy.keepalive_idle is None:
+        return None
+    return KeepAlive(policy.keepalive_idle, policy.keepalive_interval, policy.keepalive_count)
+
+
 def interrupted(exc: BaseException) -> ConnectionLost:
     """What the other callers of a group commit interrupted by ``exc`` (KeyboardInterrupt...) are told:
     their commands may or may not have reached the server."""
@@ -263,10 +304,14 @@ class CommandChannel:
 
     DEFER_LIMIT = 64
 
-    def __init__(self, address: RedisAddress, *, connect_timeout: float = 5.0, io_timeout: float = 30.0) -> None:
+    def __init__(self, address: RedisAddress, policy: Optional[ConnectionPolicy] = None) -> None:
         self.address = address
-        self._connect_timeout = connect_timeout
-        self._io_timeout = io_timeout
+        policy = policy or ConnectionPolicy()
+        self._connect_timeout = policy.connect_timeout
+        self._io_timeout = policy.io_timeout
+        self._idle_check = policy.idle_check
+        self._keepalive = keepalive_of(policy)
+        self._latest_deadline = -math.inf  # the latest deadline of the callers of the next flush
         self._conn: Optional[RedisConnection] = None
         self._deferred: List[Command] = []
         self._pipeline: GroupCommit[Command, object] = GroupCommit(self._flush, interrupted)
@@ -300,18 +345,23 @@ class CommandChannel:
             except ConnectionLost:
                 pass
 
-    async def execute(self, *args: object) -> object:
+    async def execute(self, *args: object, deadline: float = math.inf) -> object:
         """Run one command; error replies come back as :class:`RespError` values."""
-        return (await self.execute_many([args]))[0]
+        return (await self.execute_many([args], deadline))[0]
 
-    def execute_many(self, commands: Sequence[Command]) -> Awaitable[List[object]]:
+    def execute_many(self, commands: Sequence[Command], deadline: float = math.inf) -> Awaitable[List[object]]:
         """Await it: runs commands back to back in one pipeline, coalesced with other callers' commands.
 
-        Raises ``ConnectionLost`` when the server cannot be reached or stops answering. (A plain method
-        returning the group commit's coroutine: one coroutine less per waiting caller.)
+        Raises ``ConnectionLost`` when the server cannot be reached or stops answering: within the I/O
+        timeout, or by ``deadline`` (the event loop's clock) when every caller of the pipeline has one
+        that is earlier (never sooner than ``MIN_IO`` seconds: a slow but healthy server is not cut
+        off). (A plain method returning the group commit's coroutine: one coroutine less per waiting
+        caller.)
         """
         if self._closed:
             raise ConnectionLost("the client is closed")
+        if deadline > self._latest_deadline:
+            self._latest_deadline = deadline
         return self._pipeline.submit(commands)
 
     async def _flush(self, batches: List[Sequence[Command]]) -> List[object]:
@@ -323,15 +373,22 @@ class CommandChannel:
         if self._abandoned is not None:
             abandoned, self._abandoned = self._abandoned, None
             await abandoned.aclose()
+        now = current_time()
+        latest, self._latest_deadline = self._latest_deadline, -math.inf
+        limit = min(self._io_timeout, max(latest - now, MIN_IO))
+        if self._conn is not None and now - self._conn.last_io >= self._idle_check and not self._alive(self._conn):
+            await self._conn.aclose()  # closed by the server while idle: nothing was written, reconnect
+            self._conn = None
         try:
             # Shielded: a pipeline cut short by a cancellation would leave unread replies on the connection.
-            with anyio.CancelScope(deadline=current_time() + self._io_timeout, shield=True):
+            with anyio.CancelScope(deadline=now + limit, shield=True):
                 if self._conn is None:
-                    self._conn = await RedisConnection.open(self.address, self._connect_timeout)
+                    self._conn = await RedisConnection.open(self.address, self._connect_timeout,
+                                                            keepalive=self._keepalive)
                 sending = True
                 replies = await self._conn.request(deferred, *batches)
                 return replies[len(deferred) :]
-            error = ConnectionLost(f"{self.address.describe()} did not answer within {self._io_timeout:g}s")
+            error = ConnectionLost(f"{self.address.describe()} did not answer within {limit:g}s")
             error.timed_out = True
         except ConnectionLost as exc:
             error = exc
@@ -345,6 +402,15 @@ class CommandChannel:
             self._conn = None
         error.maybe_sent = sending
         raise error
+
+    @staticmethod
+    def _alive(conn: RedisConnection) -> bool:
+        """An idle command connection is alive when the server neither closed it nor sent anything
+        (nothing is due: an unasked reply is the error a server sends before closing, say max clients)."""
+        try:
+            return not conn.poll()
+        except ConnectionLost:
+            return False
 
     async def aclose(self) -> None:
         """Send deferred commands (best effort), close the connection; later calls raise ``ConnectionLost``."""

@@ -51,13 +51,14 @@ from typing import (
 
 import anyio
 
+from ..config import ConnectionPolicy
 from ..errors import ResultDecodeError
 from ..protocol.resp import PIECE_SIZE, Push, RespError, encode_command, encode_pipeline
 from ..protocol.results import RESULT_KEY_PREFIX, ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
 from .backoff import Backoff
 from .loop import Mutex, Wakeup, current_time, new_wakeup, wake
-from .redis import CommandChannel, ConnectionLost, RedisAddress, RedisConnection
+from .redis import MIN_IO, CommandChannel, ConnectionLost, RedisAddress, RedisConnection, keepalive_of
 
 __all__ = ("Outcome", "ResultHub", "Watch")
 
@@ -273,14 +274,19 @@ class ResultHub:
         commands: CommandChannel,
         *,
         accept: Iterable[str],
-        connect_timeout: float = 5.0,
+        policy: Optional[ConnectionPolicy] = None,
         reconnect_timeout: float = 30.0,
     ) -> None:
         self._address = address
         self._commands = commands
         self._accept = tuple(accept)
-        self._connect_timeout = connect_timeout
+        policy = policy or ConnectionPolicy()
+        self._connect_timeout = policy.connect_timeout
+        self._io_timeout = policy.io_timeout
+        self._idle_check = policy.idle_check
+        self._keepalive = keepalive_of(policy)
         self._reconnect_timeout = reconnect_timeout
+        self._replies_due_since = math.inf  # when the oldest reply still due was asked for
         self._conn: Optional[RedisConnection] = None
         self._connect_lock = Mutex()
         # (UN)SUBSCRIBEs and DELs (bytes) and carried commands (encoded as they are sent) waiting to go
@@ -337,6 +343,7 @@ class ResultHub:
         await_replies: bool = True,
         in_order: bool = False,
         keep: Optional[Callable[[str, Outcome], Any]] = None,
+        deadline: float = math.inf,
     ) -> Watch:
         """Subscribe to the ids' results for the duration of the block.
 
@@ -350,39 +357,42 @@ class ResultHub:
         ``in_order``: keep ``watch.arrived``, the ids in the order their results came. ``keep``: what
         ``watch.outcomes`` holds of an outcome, made as it arrives (default: the outcome itself), so a
         batch holds what it returns, not a decoded record of a kilobyte per task until the last one.
-        Raises ``ConnectionLost`` when the backend cannot be reached.
+        ``deadline`` (``anyio.current_time()`` clock) bounds what entering waits for (confirmations,
+        replies, the fetch): past it the block starts with whatever is in. Raises ``ConnectionLost``
+        when the backend cannot be reached.
         """
-        return Watch(self, task_ids, (fetch_existing, while_subscribing, commands, await_replies), in_order=in_order,
-                     keep=keep)
+        return Watch(self, task_ids, (fetch_existing, while_subscribing, commands, await_replies, deadline),
+                     in_order=in_order, keep=keep)
 
     async def _open(self, watch: Watch, fetch_existing: bool,
                     while_subscribing: Optional[Callable[[], Awaitable[None]]],
-                    commands: Optional[Sequence[Sequence[object]]], await_replies: bool) -> Watch:
+                    commands: Optional[Sequence[Sequence[object]]], await_replies: bool, deadline: float) -> Watch:
         for task_id in watch.ids:
             if self._watchers.setdefault(task_id, watch) is not watch:
                 self._also_watching.setdefault(task_id, []).append(watch)
         try:
+            conn = await self._checked_connection(deadline)
             if commands:
-                conn = self._usable_connection() or await self._connection()
                 if not conn.resp3:
                     raise ConnectionLost("this connection cannot carry commands (RESP2)")
                 watch._replies_due, watch._wake_on_replies = len(commands), await_replies
                 await self._subscribe([t for t in watch.ids if t not in self._confirmed], carry=(commands, watch))
                 if await_replies:
                     watch._need = len(commands)
-                    await self._drive(watch, Watch._has_replies)
+                    await self._drive(watch, Watch._has_replies, deadline)
             else:
                 await self._subscribe([t for t in watch.ids if t not in self._confirmed])
                 if while_subscribing is not None:
                     await while_subscribing()
                     fetch_existing = True
-                await self._drive(watch, _all_set([self._confirmed[t] for t in watch.ids if t in self._confirmed]))
+                await self._drive(watch, _all_set([self._confirmed[t] for t in watch.ids if t in self._confirmed]),
+                                  deadline)
                 if while_subscribing is None:  # nothing was done yet that the caller must hear about
                     for outcome in watch.outcomes.values():
                         if isinstance(outcome, SubscriptionRefused):
                             raise outcome
-                if fetch_existing:
-                    await self._fetch([t for t in watch.ids if t not in watch.outcomes])
+                if fetch_existing and current_time() < deadline:
+                    await self._fetch([t for t in watch.ids if t not in watch.outcomes], deadline)
         except BaseException:
             await self._release(watch)
             raise
@@ -398,9 +408,9 @@ class ResultHub:
         self._forget.extend(task_ids)  # one DEL for all of them, at the end of the next write
         return True
 
-    async def carries_commands(self) -> bool:
-        """Whether watches can carry commands (connects first; a RESP3 connection can)."""
-        return (await self._connection()).resp3
+    async def carries_commands(self, deadline: float = math.inf) -> bool:
+        """Whether watches can carry commands (connects first, by ``deadline``; a RESP3 connection can)."""
+        return (await self._connection(deadline)).resp3
 
     def wait(self, watch: Watch, count: Optional[int] = None, *, or_failed_command: bool = False,
              deadline: float = math.inf) -> Awaitable[None]:
@@ -444,18 +454,38 @@ class ResultHub:
         """The connection when it can be used right now (the hot path's check, without an await)."""
         return None if self._closed else self._conn
 
-    async def _connection(self) -> RedisConnection:
+    async def _checked_connection(self, deadline: float) -> RedisConnection:
+        """The connection, looked at first when it was idle: what arrived meanwhile is dispatched, and
+        one the server closed meanwhile is replaced before anything is written on it."""
+        conn = self._usable_connection()
+        if (conn is not None and self._reader is None  # nobody reads: nobody would notice an EOF
+                and current_time() - conn.last_io >= self._idle_check):
+            try:
+                replies = conn.poll()
+            except ConnectionLost:
+                self._drop(conn)
+            else:
+                for reply in replies:
+                    self._dispatch(reply, conn.resp3)
+        return self._usable_connection() or await self._connection(deadline)
+
+    async def _connection(self, deadline: float = math.inf) -> RedisConnection:
+        """The connection, made (or remade, re-subscribing everything watched) by ``deadline`` at the
+        latest; ``ConnectionLost`` otherwise."""
         if self._closed:
             raise ConnectionLost("the client is closed")
         if self._conn is None:
             if self._connected_once:  # a lost connection: re-subscribe everything watched, not just ours
-                await self._reconnect()
+                with anyio.CancelScope(deadline=deadline):
+                    await self._reconnect()
                 if self._conn is None:
                     raise ConnectionLost(f"cannot reconnect to {self._address.describe()}")
             else:
+                timeout = min(self._connect_timeout, max(deadline - current_time(), MIN_IO))
                 async with self._connect_lock:
                     if self._conn is None:
-                        self._conn = await RedisConnection.open(self._address, self._connect_timeout, resp3=True)
+                        self._conn = await RedisConnection.open(self._address, timeout, resp3=True,
+                                                                keepalive=self._keepalive)
                         self._connected_once = True
         return self._conn
 
@@ -494,6 +524,8 @@ class ResultHub:
         self._queue_forget()
         outbox, self._outbox = self._outbox, []
         # due before the send starts: a reader may see replies before it ends
+        if self._outbox_expected and not self._expected:  # the I/O timeout runs from now (_lead)
+            self._replies_due_since = current_time()
         self._expected.extend(self._outbox_expected)
         self._outbox_expected = []
         try:
@@ -511,12 +543,18 @@ class ResultHub:
             self._outbox_expected.append(None)
             self._forget = []
 
-    def _drop(self, conn: RedisConnection) -> None:
+    def _drop(self, conn: RedisConnection, *, timed_out: bool = False) -> None:
         # The next reader sees no connection and reconnects; the socket is closed there.
         if self._conn is conn:
             self._conn = None
             self._broken = conn
-            self._fail_expected(ConnectionLost(f"lost connection to {self._address.describe()}"))
+            self._replies_due_since = math.inf
+            if timed_out:
+                lost = ConnectionLost(f"{self._address.describe()} did not answer within {self._io_timeout:g}s")
+                lost.timed_out = True
+            else:
+                lost = ConnectionLost(f"lost connection to {self._address.describe()}")
+            self._fail_expected(lost)
 
     def _fail_expected(self, sent: ConnectionLost) -> None:
         """Carried commands will get no reply: maybe executed if they were sent, surely not if queued."""
@@ -616,7 +654,9 @@ class ResultHub:
     async def _lead(self, watch: Watch, satisfied: Callable[[Watch], bool], deadline: float) -> None:
         """Read and dispatch until ``satisfied(watch)`` or ``deadline``, waking parked watches whose time is up."""
         while not satisfied(watch):
-            with anyio.CancelScope(deadline=self._earliest_parked(deadline)) as scope:
+            # Rule: a reply due for longer than the I/O timeout drops the connection, whoever waits.
+            io_deadline = self._replies_due_since + self._io_timeout
+            with anyio.CancelScope(deadline=self._earliest_parked(min(deadline, io_deadline))) as scope:
                 self._read_scope = scope
                 try:
                     while not satisfied(watch):
@@ -627,6 +667,9 @@ class ResultHub:
                 now = current_time()
                 while self._deadlines and self._deadlines[0][0] <= now:
                     heapq.heappop(self._deadlines)[2].wake()
+                conn = self._conn
+                if conn is not None and self._expected and now >= self._replies_due_since + self._io_timeout:
+                    self._drop(conn, timed_out=True)  # the reconnect re-subscribes and re-fetches
                 if deadline <= now:
                     return
 
@@ -669,6 +712,7 @@ class ResultHub:
         except BaseException:  # replies read and not dispatched are lost: the reconnect re-fetches
             self._drop(conn)
             raise
+        self._replies_due_since = current_time() if self._expected else math.inf
 
     def _dispatch(self, reply: object, resp3: bool) -> None:
         if type(reply) is not Push and (resp3 or type(reply) is not list):
@@ -749,10 +793,10 @@ class ResultHub:
             return ResultDecodeError(task_id, str(exc), data)
         return record if record.ready else None
 
-    async def _fetch(self, task_ids: List[str]) -> None:
+    async def _fetch(self, task_ids: List[str], deadline: float = math.inf) -> None:
         for start in range(0, len(task_ids), _MGET_CHUNK):
             chunk = task_ids[start : start + _MGET_CHUNK]
-            values = await self._commands.execute("MGET", *[result_key(t) for t in chunk])
+            values = await self._commands.execute("MGET", *[result_key(t) for t in chunk], deadline=deadline)
             if not isinstance(values, list):
                 raise ConnectionLost(f"MGET failed on {self._address.describe()}: {values!r}")
             for task_id, raw in zip(chunk, values):
@@ -777,7 +821,8 @@ class ResultHub:
             deadline = self._reconnect_deadline
             while not self._closed:
                 try:
-                    conn = await RedisConnection.open(self._address, self._connect_timeout, resp3=True)
+                    conn = await RedisConnection.open(self._address, self._connect_timeout, resp3=True,
+                                                 keepalive=self._keepalive)
                     try:
                         await self._resubscribe(conn)
                         self._conn = conn

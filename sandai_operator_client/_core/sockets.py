@@ -13,13 +13,33 @@ import errno
 import os
 import socket
 from collections import deque
-from typing import Any, Deque, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Deque, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import anyio
 
-__all__ = ("SocketByteStream", "connect_socket")
+__all__ = ("KeepAlive", "SocketByteStream", "connect_socket", "set_keepalive")
 
 _RECEIVE_SIZE = 65536
+
+
+class KeepAlive(NamedTuple):
+    """TCP keepalive probe times: first probe after ``idle`` s without traffic, then every ``interval`` s;
+    the connection fails after ``probes`` unanswered probes."""
+
+    idle: float
+    interval: float
+    probes: int
+
+
+def set_keepalive(sock: socket.socket, keepalive: Optional[KeepAlive]) -> None:
+    """Turn TCP keepalive on with ``keepalive``'s probe times, where the platform allows setting them."""
+    if keepalive is None or sock.family == socket.AF_UNIX:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", keepalive.idle), ("TCP_KEEPINTVL", keepalive.interval),
+                          ("TCP_KEEPCNT", keepalive.probes)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), max(1, int(value)))
 
 
 class SocketByteStream:
@@ -107,6 +127,16 @@ class SocketByteStream:
         except BlockingIOError:
             return 0
 
+    def receive_nowait(self) -> bytes:
+        """The bytes already received (b"" when none); ``anyio.EndOfStream`` when the peer closed."""
+        try:
+            data = self._sock.recv(_RECEIVE_SIZE)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
     async def receive(self) -> bytes:
         """Bytes from the socket; ``anyio.EndOfStream`` when the peer closed."""
         while True:
@@ -128,7 +158,8 @@ class SocketByteStream:
         self._sock.close()
 
 
-async def connect_socket(host: Optional[str], port: int, path: Optional[str]) -> SocketByteStream:
+async def connect_socket(host: Optional[str], port: int, path: Optional[str],
+                         keepalive: Optional[KeepAlive] = None) -> SocketByteStream:
     """Connect a TCP (``host``/``port``) or unix (``path``) socket without blocking the event loop."""
     candidates: List[Tuple[int, Any]]
     if path:
@@ -149,6 +180,7 @@ async def connect_socket(host: Optional[str], port: int, path: Optional[str]) ->
                 raise OSError(err, os.strerror(err))
             if family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                set_keepalive(sock, keepalive)
             return SocketByteStream(sock)
         except BaseException as exc:
             sock.close()

@@ -286,8 +286,9 @@ async def test_a_server_that_stops_answering_fails_the_pipeline_after_io_timeout
     import signal
 
     from sandai_operator_client._core.redis import CommandChannel, ConnectionLost, parse_redis_url
+    from sandai_operator_client.config import ConnectionPolicy
 
-    channel = CommandChannel(parse_redis_url(private_redis.url), io_timeout=0.5)
+    channel = CommandChannel(parse_redis_url(private_redis.url), ConnectionPolicy(io_timeout=0.5))
     assert await channel.execute("PING") == "PONG"
     assert private_redis.proc is not None
     private_redis.proc.send_signal(signal.SIGSTOP)
