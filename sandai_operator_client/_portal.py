@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
 
 import anyio
 
-from ._core.loop import running_asyncio_loop
+from ._core.loop import event_loop_running
 
 if TYPE_CHECKING:
     import asyncio
@@ -151,7 +151,9 @@ class InlineLoop:
 
     def try_run(self, func: Callable[..., Awaitable[T]], *args: Any) -> tuple[bool, Optional[T]]:
         """``(True, result)`` when run here, ``(False, None)`` when the caller must use the loop thread."""
-        if running_asyncio_loop() is not None or not self._lock.acquire(blocking=False):
+        # Not inside a running event loop (asyncio's, trio's): a loop of ours run in its thread would
+        # take it over (trio's scheduler was corrupted that way); the caller goes to the loop thread.
+        if event_loop_running() or not self._lock.acquire(blocking=False):
             return False, None
         try:
             return True, self._drive(func, *args)
@@ -162,6 +164,13 @@ class InlineLoop:
         """Run here, waiting for another thread's call to finish first (used for closing)."""
         with self._lock:
             return self._drive(func, *args)
+
+    def start_beside(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Start ``await func(*args)`` on this loop, beside the call another thread is driving on it now
+        (thread-safe; with no call in progress it runs with the next one)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(func(*args)))  # type: ignore[arg-type]
 
     def _drive(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
         async def call() -> T:

@@ -144,6 +144,9 @@ class OperatorClient(ClientSettings):
         if self._pid != os.getpid():
             return  # a forked child never closes what the parent still uses
         self._closed = True
+        # A call another thread is in on the inline loop would hold it until its own timeout: closing
+        # the core beside it fails that call at once with the typed "client is closed" error.
+        self._inline.start_beside(OperatorCore.aclose, self._core)
         self._inline.run(OperatorCore.aclose, self._core)
         if self._loop is not None and self._loop_core is not None:
             self._loop.run(OperatorCore.aclose, self._loop_core)

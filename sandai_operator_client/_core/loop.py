@@ -21,7 +21,7 @@ from typing import Any, Deque, Generator, Optional, Protocol
 
 import anyio
 
-__all__ = ("Mutex", "Wakeup", "current_time", "new_wakeup", "running_asyncio_loop", "wake")
+__all__ = ("Mutex", "Wakeup", "current_time", "event_loop_running", "new_wakeup", "running_asyncio_loop", "wake")
 
 
 def running_asyncio_loop() -> Any:
@@ -30,6 +30,20 @@ def running_asyncio_loop() -> Any:
     # users, and blocking clients that have not called yet, its megabytes).
     asyncio = sys.modules.get("asyncio")
     return None if asyncio is None else asyncio._get_running_loop()
+
+
+def event_loop_running() -> bool:
+    """Whether an event loop of any async library (asyncio, trio...) runs in this thread."""
+    if running_asyncio_loop() is not None:
+        return True
+    sniffio = sys.modules.get("sniffio")  # every async library anyio supports sets what it reads
+    if sniffio is None:
+        return False
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+    return True
 
 
 def current_time() -> float:
