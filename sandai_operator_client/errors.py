@@ -138,38 +138,38 @@ class OperatorConnectionError(OperatorError):
         return (type(self), (self.operator_name, self.operator_version, self.reason))
 
 
-class ResultUnavailableError(OperatorConnectionError):
+class _TaskConnectionError(OperatorConnectionError):
+    """A connection error that says what became of one task (``task_id``): see the subclasses."""
+
+    _what = "task {task_id}: {reason}"
+
+    def __init__(self, operator_name: str, operator_version: str, task_id: str, reason: Optional[str] = None):
+        self.task_id = task_id
+        super().__init__(operator_name, operator_version, self._what.format(task_id=task_id, reason=reason))
+        self.reason = reason
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.operator_name, self.operator_version, self.task_id, self.reason))
+
+
+class ResultUnavailableError(_TaskConnectionError):
     """The task *was* published (it is queued and will run) but its result could not be watched or
     fetched: the result backend refused the subscription (an ACL without pub/sub, say) or was lost.
 
     ``task_id`` names the task: its result can still be fetched later (``get_result``) from its key.
     """
 
-    def __init__(self, operator_name: str, operator_version: str, task_id: str, reason: Optional[str] = None):
-        self.task_id = task_id
-        super().__init__(operator_name, operator_version,
-                         f"task {task_id} was published, but its result cannot be watched: {reason}")
-        self.reason = reason
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.operator_name, self.operator_version, self.task_id, self.reason))
+    _what = "task {task_id} was published, but its result cannot be watched: {reason}"
 
 
-class PublishOutcomeUnknownError(OperatorConnectionError):
+class PublishOutcomeUnknownError(_TaskConnectionError):
     """The connection failed while the task was being published and whether it reached the queue could
     not be settled: it may be queued, and it may run. Never retry it blindly if running it twice matters.
 
     ``task_id`` names the task (look for its result later, or cancel it with its cancel key).
     """
 
-    def __init__(self, operator_name: str, operator_version: str, task_id: str, reason: Optional[str] = None):
-        self.task_id = task_id
-        super().__init__(operator_name, operator_version,
-                         f"task {task_id} may or may not have been published (it may run): {reason}")
-        self.reason = reason
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.operator_name, self.operator_version, self.task_id, self.reason))
+    _what = "task {task_id} may or may not have been published (it may run): {reason}"
 
 
 class InvalidPriorityError(OperatorError, ValueError):
