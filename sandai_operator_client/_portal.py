@@ -267,7 +267,14 @@ def _noop() -> None:
 
 
 def _sigint_cancels_main_call() -> None:
-    """Install :func:`_on_sigint` in place of Python's default SIGINT handler (once; a program's own
-    handler is left alone). Installed for good, not per call: swapping handlers costs ~20 us a call."""
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_sigint)
+    """Install :func:`_on_sigint` in place of Python's default SIGINT handler, at the first call made in
+    the main thread (a program's own handler is left alone, then and later). Installed for good and
+    looked at once: swapping handlers per call costs more than the rest of the call's loop overhead."""
+    global _sigint_checked
+    if not _sigint_checked:
+        _sigint_checked = True
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
+
+
+_sigint_checked = False

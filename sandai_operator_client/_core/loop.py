@@ -36,14 +36,8 @@ def event_loop_running() -> bool:
     """Whether an event loop of any async library (asyncio, trio...) runs in this thread."""
     if running_asyncio_loop() is not None:
         return True
-    sniffio = sys.modules.get("sniffio")  # every async library anyio supports sets what it reads
-    if sniffio is None:
-        return False
-    try:
-        sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        return False
-    return True
+    sniffio = sys.modules.get("sniffio")  # trio names itself there while it runs a thread's tasks
+    return sniffio is not None and sniffio.thread_local.name is not None
 
 
 def current_time() -> float:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import chain
@@ -140,7 +141,9 @@ class RedisConnection:
         self._parsed: Deque[object] = deque()  # replies read together but not handed out yet
         self.address = address
         self.resp3 = False  # the server switched to RESP3 (HELLO 3): commands work while subscribed
-        self.last_io = current_time()  # when bytes last went out or came in
+        # When bytes last went out or came in, on the monotonic clock (vDSO: no system call, unlike the
+        # running loop's clock under asyncio 3.11, which asks getpid() to find the loop).
+        self.last_io = time.monotonic()
 
     @classmethod
     async def open(cls, address: RedisAddress, timeout: float, *, resp3: bool = False,
@@ -200,11 +203,12 @@ class RedisConnection:
         if not isinstance(stream, SocketByteStream):
             return []
         try:
-            while True:
-                data = stream.receive_nowait()
-                if not data:
-                    break
+            data = stream.receive_nowait()
+            while data:
                 self._reader.feed(data)
+                if len(data) < _POLL_SIZE:  # all there was: no second system call to learn that
+                    break
+                data = stream.receive_nowait()
             self._parsed.extend(self._reader.replies())
         except _CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"lost connection to {self.address.describe()}: {exc or type(exc).__name__}") from None
@@ -221,6 +225,7 @@ class RedisConnection:
     async def send_pieces(self, pieces: Iterable[bytes]) -> None:
         """Write ``pieces`` back to back (no other sender's bytes between them), each taken when the
         previous one is out; ``ConnectionLost`` when the connection is gone."""
+        self.last_io = time.monotonic()
         stream = self._stream
         try:
             if isinstance(stream, SocketByteStream):
@@ -248,7 +253,7 @@ class RedisConnection:
             while True:
                 replies = reader.replies()
                 if replies:
-                    self.last_io = current_time()
+                    self.last_io = time.monotonic()
                     return replies
                 reader.feed(await self._stream.receive())
         except _CONNECTION_ERRORS as exc:
@@ -260,7 +265,6 @@ class RedisConnection:
         A long pipeline goes out in pieces, encoded as it is sent (10,000 task envelopes are 10 MB;
         encoded at once, then copied when the socket took part, they doubled a client's peak memory).
         """
-        self.last_io = current_time()
         await self.send_pieces(encode_pipeline(chain(*batches)))  # type: ignore[arg-type]
         due = sum(map(len, batches))
         replies: List[object] = []
@@ -279,6 +283,8 @@ class RedisConnection:
             except Exception:
                 pass
 
+
+_POLL_SIZE = 65536  # what one receive_nowait() reads at most
 
 MIN_IO = 1.0
 """Seconds a pipeline may always take, whatever its callers' deadlines."""
@@ -376,7 +382,8 @@ class CommandChannel:
         now = current_time()
         latest, self._latest_deadline = self._latest_deadline, -math.inf
         limit = min(self._io_timeout, max(latest - now, MIN_IO))
-        if self._conn is not None and now - self._conn.last_io >= self._idle_check and not self._alive(self._conn):
+        if (self._conn is not None and time.monotonic() - self._conn.last_io >= self._idle_check
+                and not self._alive(self._conn)):
             await self._conn.aclose()  # closed by the server while idle: nothing was written, reconnect
             self._conn = None
         try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections import deque
 from itertools import chain
 from itertools import count as _counter
@@ -286,7 +287,6 @@ class ResultHub:
         self._idle_check = policy.idle_check
         self._keepalive = keepalive_of(policy)
         self._reconnect_timeout = reconnect_timeout
-        self._replies_due_since = math.inf  # when the oldest reply still due was asked for
         self._conn: Optional[RedisConnection] = None
         self._connect_lock = Mutex()
         # (UN)SUBSCRIBEs and DELs (bytes) and carried commands (encoded as they are sent) waiting to go
@@ -459,7 +459,7 @@ class ResultHub:
         one the server closed meanwhile is replaced before anything is written on it."""
         conn = self._usable_connection()
         if (conn is not None and self._reader is None  # nobody reads: nobody would notice an EOF
-                and current_time() - conn.last_io >= self._idle_check):
+                and time.monotonic() - conn.last_io >= self._idle_check):
             try:
                 replies = conn.poll()
             except ConnectionLost:
@@ -524,8 +524,6 @@ class ResultHub:
         self._queue_forget()
         outbox, self._outbox = self._outbox, []
         # due before the send starts: a reader may see replies before it ends
-        if self._outbox_expected and not self._expected:  # the I/O timeout runs from now (_lead)
-            self._replies_due_since = current_time()
         self._expected.extend(self._outbox_expected)
         self._outbox_expected = []
         try:
@@ -548,7 +546,6 @@ class ResultHub:
         if self._conn is conn:
             self._conn = None
             self._broken = conn
-            self._replies_due_since = math.inf
             if timed_out:
                 lost = ConnectionLost(f"{self._address.describe()} did not answer within {self._io_timeout:g}s")
                 lost.timed_out = True
@@ -654,8 +651,8 @@ class ResultHub:
     async def _lead(self, watch: Watch, satisfied: Callable[[Watch], bool], deadline: float) -> None:
         """Read and dispatch until ``satisfied(watch)`` or ``deadline``, waking parked watches whose time is up."""
         while not satisfied(watch):
-            # Rule: a reply due for longer than the I/O timeout drops the connection, whoever waits.
-            io_deadline = self._replies_due_since + self._io_timeout
+            # Rule: a connection with replies due and no I/O for the I/O timeout is dropped, whoever waits.
+            io_deadline = self._io_deadline()
             with anyio.CancelScope(deadline=self._earliest_parked(min(deadline, io_deadline))) as scope:
                 self._read_scope = scope
                 try:
@@ -668,10 +665,18 @@ class ResultHub:
                 while self._deadlines and self._deadlines[0][0] <= now:
                     heapq.heappop(self._deadlines)[2].wake()
                 conn = self._conn
-                if conn is not None and self._expected and now >= self._replies_due_since + self._io_timeout:
+                if conn is not None and self._expected and now >= self._io_deadline():
                     self._drop(conn, timed_out=True)  # the reconnect re-subscribes and re-fetches
                 if deadline <= now:
                     return
+
+    def _io_deadline(self) -> float:
+        """When the connection is dropped for silence (the loop's clock): no bytes in or out for the I/O
+        timeout while replies are due. Never while nothing is due."""
+        conn = self._conn
+        if conn is None or not self._expected:
+            return math.inf
+        return current_time() + self._io_timeout - (time.monotonic() - conn.last_io)
 
     def _park_until(self, watch: Watch, deadline: float) -> None:
         if len(self._deadlines) > 2 * len(self._idle) + 64:  # mostly stale entries: keep the parked ones
@@ -712,7 +717,6 @@ class ResultHub:
         except BaseException:  # replies read and not dispatched are lost: the reconnect re-fetches
             self._drop(conn)
             raise
-        self._replies_due_since = current_time() if self._expected else math.inf
 
     def _dispatch(self, reply: object, resp3: bool) -> None:
         if type(reply) is not Push and (resp3 or type(reply) is not list):
