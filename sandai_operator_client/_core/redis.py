@@ -203,11 +203,11 @@ class RedisConnection:
         if not isinstance(stream, SocketByteStream):
             return []
         try:
+            # Until nothing is left: replies the server sent before it closed come before the end of
+            # the stream, which only the next receive reports.
             data = stream.receive_nowait()
             while data:
                 self._reader.feed(data)
-                if len(data) < _POLL_SIZE:  # all there was: no second system call to learn that
-                    break
                 data = stream.receive_nowait()
             self._parsed.extend(self._reader.replies())
         except _CONNECTION_ERRORS as exc:
@@ -283,8 +283,6 @@ class RedisConnection:
             except Exception:
                 pass
 
-
-_POLL_SIZE = 65536  # what one receive_nowait() reads at most
 
 MIN_IO = 1.0
 """Seconds a pipeline may always take, whatever its callers' deadlines."""
