@@ -84,14 +84,15 @@ class ConnectionPolicy:
     published meanwhile are not lost); a caller's own deadline ends its wait sooner. ``idle_check``: a
     connection not in use for this long is looked at before it is used again (a system call, no round
     trip; 0: whenever nothing is in flight on it), and replaced when the server closed it meanwhile (its
-    ``timeout`` setting, ``CLIENT KILL``, a restart): nothing was written, so nothing fails.
+    ``timeout`` setting, ``CLIENT KILL``, a restart): nothing was written, so nothing fails. A connection
+    in steady use is never looked at: its next reply would show a close.
     ``keepalive_idle``, ``keepalive_interval``, ``keepalive_count``: TCP keepalive probes, so a peer that
     vanished is noticed on an idle connection too (``keepalive_idle`` None: off).
     """
 
     connect_timeout: float = 5.0
     io_timeout: float = 10.0
-    idle_check: float = 0.0
+    idle_check: float = 0.25
     keepalive_idle: Optional[float] = 15.0
     keepalive_interval: float = 5.0
     keepalive_count: int = 3

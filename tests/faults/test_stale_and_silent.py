@@ -48,7 +48,7 @@ async def _idle_timeout(server: PrivateRedis, admin: redis.Redis) -> None:
 async def _client_kill(server: PrivateRedis, admin: redis.Redis) -> None:
     admin.client_kill_filter(_type="normal", skipme=True)
     admin.client_kill_filter(_type="pubsub", skipme=True)
-    await anyio.sleep(0.2)
+    await anyio.sleep(0.5)  # idle longer than ConnectionPolicy.idle_check
 
 
 async def _restart(server: PrivateRedis, admin: redis.Redis) -> None:
