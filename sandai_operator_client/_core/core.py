@@ -309,7 +309,10 @@ class OperatorCore:
     async def publish_one(self, task: PreparedTask) -> str:
         """Publish one task; its id, or raises the ``OperatorConnectionError`` that kept it from the queue
         (``PublishOutcomeUnknownError`` when it may have reached it)."""
-        (error,) = await self._publish_settled((task,))
+        try:
+            (error,) = await self.publish((task,))
+        except ConnectionLost as exc:  # a group commit interrupted under its other callers' feet
+            (error,) = self._lost_publishing((task,), exc)
         if error is not None:
             raise error
         return task.task_id
