@@ -169,3 +169,32 @@ async def test_every_connection_has_tcp_keepalive(private_redis: PrivateRedis) -
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 3
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+
+
+async def test_back_to_back_calls_never_stop_to_look_at_their_connections(private_redis: PrivateRedis,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # budget: a connection in steady use is not polled (a system call a call); one idle for longer
+    # than idle_check is, once
+    from sandai_operator_client._core import sockets
+
+    looks: list = []
+    real = sockets.SocketByteStream.receive_nowait
+
+    def counted(self: Any) -> bytes:
+        looks.append(1)
+        return real(self)
+
+    monkeypatch.setattr(sockets.SocketByteStream, "receive_nowait", counted)
+    operator = FakeOperator("steady", broker_url=private_redis.url)
+    with operator.in_thread():
+        async with create_async_client("steady", "v1", broker_url=private_redis.url, timeout=20) as client:
+            await client.sync([], {})
+            await client.async_call([], {})
+            looks.clear()
+            for _ in range(20):
+                await client.sync([], {})
+                await client.async_call([], {})
+            assert looks == []
+            await anyio.sleep(0.3)
+            await client.sync([], {})
+            assert 1 <= len(looks) <= 4  # each idle connection, read until nothing is left
