@@ -93,9 +93,8 @@ class LoopThread:
     def submit(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start ``await func(*args)`` in the loop without waiting for it (from any thread, the loop's too:
         the portal refuses that one)."""
-        loop = self._asyncio_loop
-        assert loop is not None
-        loop.call_soon_threadsafe(lambda: loop.create_task(func(*args)))  # type: ignore[arg-type]
+        assert self._asyncio_loop is not None
+        _start_on(self._asyncio_loop, func, *args)
 
     def run_sync(self, func: Callable[..., T], *args: Any) -> T:
         """Run a plain function in the loop thread (to build loop-bound objects there)."""
@@ -168,9 +167,8 @@ class InlineLoop:
     def start_beside(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start ``await func(*args)`` on this loop, beside the call another thread is driving on it now
         (thread-safe; with no call in progress it runs with the next one)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(lambda: loop.create_task(func(*args)))  # type: ignore[arg-type]
+        if self._loop is not None and not self._loop.is_closed():
+            _start_on(self._loop, func, *args)
 
     def _drive(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
         async def call() -> T:
@@ -205,6 +203,11 @@ class InlineLoop:
         with self._lock:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.close()
+
+
+def _start_on(loop: asyncio.AbstractEventLoop, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    """Start ``await func(*args)`` as a task of ``loop`` from any thread, without waiting for it."""
+    loop.call_soon_threadsafe(lambda: loop.create_task(func(*args)))  # type: ignore[arg-type]
 
 
 def _run_until_done(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:

@@ -374,9 +374,7 @@ class CommandChannel:
         # drops the connection; otherwise the next caller would read this pipeline's replies as its own.
         deferred, self._deferred = self._deferred, []
         sending = False
-        if self._abandoned is not None:
-            abandoned, self._abandoned = self._abandoned, None
-            await abandoned.aclose()
+        await self._close_abandoned()
         now = current_time()
         latest, self._latest_deadline = self._latest_deadline, -math.inf
         limit = min(self._io_timeout, max(latest - now, MIN_IO))
@@ -408,6 +406,12 @@ class CommandChannel:
         error.maybe_sent = sending
         raise error
 
+    async def _close_abandoned(self) -> None:
+        """Close the connection an interrupt left with replies due (never used again)."""
+        if self._abandoned is not None:
+            abandoned, self._abandoned = self._abandoned, None
+            await abandoned.aclose()
+
     @staticmethod
     def _alive(conn: RedisConnection) -> bool:
         """An idle command connection is alive when the server neither closed it nor sent anything
@@ -423,9 +427,7 @@ class CommandChannel:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await self.flush_deferred()
         self._closed = True
-        if self._abandoned is not None:
-            abandoned, self._abandoned = self._abandoned, None
-            await abandoned.aclose()
+        await self._close_abandoned()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.aclose()
