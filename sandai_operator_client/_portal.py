@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
 import anyio
 
 from ._core.loop import event_loop_running
+from ._greenlets import gevent_monkey, loop_options, os_lock, run_from_greenlet, start_os_thread
 
 if TYPE_CHECKING:
     import asyncio
@@ -36,19 +37,26 @@ class LoopThread:
     """A daemon thread running an event loop with a portal into it."""
 
     def __init__(self) -> None:
-        self._ready = threading.Event()
         self._portal: Optional[BlockingPortal] = None
         self._asyncio_loop: Optional[asyncio.AbstractEventLoop] = None
         self._error: Optional[BaseException] = None
+        self._ident: Optional[int] = None
         self.pid = os.getpid()
-        self._thread = threading.Thread(target=self._run, name="sandai-operator-client-loop", daemon=True)
-        self._thread.start()
-        self._ready.wait()
+        self._greenlets = gevent_monkey() is not None
+        # A real OS thread even where gevent patched ``threading`` (its threads would be greenlets of the
+        # caller's thread, and a loop there would block them all); a lock that gevent did not patch
+        # signals readiness, so nothing here needs the caller's hub.
+        self._ready = os_lock()
+        self._ready.acquire()
+        start_os_thread(self._run, "sandai-operator-client-loop")
+        self._ready.acquire()
         if self._error is not None:
             raise RuntimeError("could not start the client's event loop thread") from self._error
 
     def _run(self) -> None:
         from anyio.from_thread import BlockingPortal  # only blocking clients used concurrently need it
+
+        self._ident = threading.get_ident()
 
         async def serve() -> None:
             import asyncio
@@ -56,17 +64,17 @@ class LoopThread:
             self._asyncio_loop = asyncio.get_running_loop()
             async with BlockingPortal() as portal:
                 self._portal = portal
-                self._ready.set()
+                self._ready.release()
                 await portal.sleep_until_stopped()
 
         try:
-            anyio.run(serve, backend="asyncio")
+            anyio.run(serve, backend="asyncio", backend_options=loop_options())
         except BaseException as exc:
             self._error = exc
-            self._ready.set()
+            self._ready.release()
 
     def _checked_portal(self) -> BlockingPortal:
-        if threading.get_ident() == self._thread.ident:
+        if threading.get_ident() == self._ident:
             raise RuntimeError(
                 "a sync OperatorClient was called from its own event loop thread; "
                 "use AsyncOperatorClient in async code"
@@ -77,7 +85,11 @@ class LoopThread:
     def run(self, func: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[float] = None) -> T:
         """Run ``await func(*args)`` in the loop; an interrupt of the caller cancels it there, and so
         does ``timeout`` (then ``TimeoutError``)."""
-        future = self._checked_portal().start_task_soon(func, *args)
+        portal = self._checked_portal()
+        if self._greenlets:
+            assert self._asyncio_loop is not None
+            return run_from_greenlet(self._asyncio_loop, func, *args, timeout=timeout)
+        future = portal.start_task_soon(func, *args)
         try:
             return future.result(timeout)
         except BaseException:
@@ -88,7 +100,7 @@ class LoopThread:
     def usable(self) -> bool:
         """Whether waiting on the loop can end: its thread runs and the interpreter is not shutting down
         (then daemon threads are frozen, and a wait on one never ends)."""
-        return self._thread.is_alive() and not sys.is_finalizing()
+        return self._asyncio_loop is not None and not self._asyncio_loop.is_closed() and not sys.is_finalizing()
 
     def submit(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start ``await func(*args)`` in the loop without waiting for it (from any thread, the loop's too:
@@ -98,7 +110,15 @@ class LoopThread:
 
     def run_sync(self, func: Callable[..., T], *args: Any) -> T:
         """Run a plain function in the loop thread (to build loop-bound objects there)."""
-        return self._checked_portal().call(func, *args)
+        portal = self._checked_portal()
+        if self._greenlets:
+            assert self._asyncio_loop is not None
+
+            async def call() -> T:
+                return func(*args)
+
+            return run_from_greenlet(self._asyncio_loop, call)
+        return portal.call(func, *args)
 
 
 _lock = threading.Lock()
@@ -147,12 +167,15 @@ class InlineLoop:
         # from a coroutine on this loop finds the loop running and goes to the loop thread).
         self._lock = threading.RLock()
         self.pid = os.getpid()
+        # Under gevent every caller is a greenlet of one thread: a loop driven in one of them would stop
+        # the others (and their hub) for the whole call, so every call goes to the loop thread.
+        self._greenlets = gevent_monkey() is not None
 
     def try_run(self, func: Callable[..., Awaitable[T]], *args: Any) -> tuple[bool, Optional[T]]:
         """``(True, result)`` when run here, ``(False, None)`` when the caller must use the loop thread."""
         # Not inside a running event loop (asyncio's, trio's): a loop of ours run in its thread would
         # take it over (trio's scheduler was corrupted that way); the caller goes to the loop thread.
-        if event_loop_running() or not self._lock.acquire(blocking=False):
+        if self._greenlets or event_loop_running() or not self._lock.acquire(blocking=False):
             return False, None
         try:
             return True, self._drive(func, *args)

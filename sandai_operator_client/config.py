@@ -81,7 +81,10 @@ class ConnectionPolicy:
 
     ``connect_timeout``: seconds to connect (and authenticate). ``io_timeout``: a command whose reply
     takes longer drops its connection (the client reconnects, re-subscribes and re-fetches, so results
-    published meanwhile are not lost); a caller's own deadline ends its wait sooner. ``idle_check``: a
+    published meanwhile are not lost); a caller's own deadline ends its wait sooner. A publish whose
+    connection was lost after writing is settled (withdrawn from the queue, or found taken) within one more
+    ``io_timeout``, so a submit on a silent network ends within about twice ``io_timeout`` (then
+    ``PublishOutcomeUnknownError``). ``idle_check``: a
     connection not in use for this long is looked at before it is used again (a system call, no round
     trip; 0: whenever nothing is in flight on it), and replaced when the server closed it meanwhile (its
     ``timeout`` setting, ``CLIENT KILL``, a restart): nothing was written, so nothing fails. A connection

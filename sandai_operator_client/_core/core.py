@@ -164,7 +164,7 @@ class OperatorCore:
 
     def _make_publisher(self, url: str) -> Publisher:
         if urlsplit(url).scheme in _REDIS_SCHEMES:
-            return RedisPublisher(self._command_channel(url))
+            return RedisPublisher(self._command_channel(url), settle_timeout=self._policy.io_timeout)
         from .amqp import KombuPublisher  # kombu is imported only for non-Redis brokers
 
         return KombuPublisher(url, connect_timeout=self._policy.connect_timeout)
