@@ -1,7 +1,7 @@
 """Capture golden wire fixtures from the real peers (``make fixtures``).
 
-``python capture.py all`` builds three virtual environments under ``.venvs/`` (Celery; the published seed
-client ``sandai-operator-client==0.4.6``; the operator SDK ``sandai-operator-sdk==0.6.2``) and runs this
+``python capture.py all`` (or one step: ``python capture.py sdk-legacy``) builds four virtual environments under ``.venvs/`` (Celery; the published seed
+client ``sandai-operator-client==0.4.6``; the operator SDK ``sandai-operator-sdk==0.6.2`` and ``0.4.0``) and runs this
 same file inside each of them to record what the real packages put on the wire:
 
 * ``celery_send_task.json``  what Celery's ``send_task`` LPUSHes onto Redis lists (json and msgpack,
@@ -9,6 +9,8 @@ same file inside each of them to record what the real packages put on the wire:
 * ``seed_client.json``       what the seed client LPUSHes for each task control and priority;
 * ``sdk_results.json``       the result records a real SDK operator writes (success, error, desc,
   deadline exceeded, cancelled; json and msgpack result serializers; json and msgpack tasks);
+* ``sdk_0_4_0_results.json`` the same from ``sandai-operator-sdk==0.4.0`` (json tasks only: it refuses
+  msgpack), which stores every error as a Celery FAILURE;
 * ``celery_results.json``    Celery result records: FAILURE with an exception dict, and json values with
   kombu's ``__type__`` wrappers.
 
@@ -33,6 +35,9 @@ PINS = {
     "celery": ["celery[redis,msgpack]==5.7.0", "kombu==5.7.0", "packaging"],
     "seed": ["sandai-operator-client==0.4.6", "packaging"],
     "sdk": ["sandai-operator-sdk==0.6.2", "packaging", "msgpack"],
+    # the last release that stores errors as Celery FAILUREs and accepts only json tasks (needs libcap-dev
+    # to build python-prctl)
+    "sdk-legacy": ["sandai-operator-sdk==0.4.0", "packaging", "msgpack"],
 }
 
 
@@ -192,7 +197,7 @@ def capture_seed() -> None:
 
 
 # --------------------------------------------------------------------------- SDK operator results
-def capture_sdk() -> None:
+def capture_sdk(output: str = "sdk_results.json", task_serializers: tuple = ("msgpack", "json")) -> None:
     from importlib.metadata import version
 
     from celery import Celery
@@ -216,7 +221,7 @@ def capture_sdk() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            for task_serializer in ("msgpack", "json"):
+            for task_serializer in task_serializers:
                 app = Celery("capture", broker=REDIS_URL)
                 app.conf.update(task_serializer=task_serializer, accept_content=["json", "msgpack"])
                 r.set("ck-set-" + name, "1", ex=300)
@@ -255,7 +260,7 @@ def capture_sdk() -> None:
             proc.wait(10)
             for key in r.scan_iter(match=f"*{name}*"):
                 r.delete(key)
-    _write("sdk_results.json", {"versions": {"sandai-operator-sdk": version("sandai-operator-sdk"),
+    _write(output, {"versions": {"sandai-operator-sdk": version("sandai-operator-sdk"),
                                             "celery": version("celery")}, "records": records})
 
 
@@ -271,10 +276,15 @@ def _venv(name: str) -> Path:
 def main() -> None:
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what == "all":
-        for env_name, step in (("celery", "celery"), ("seed", "seed"), ("sdk", "sdk")):
-            subprocess.run([str(_venv(env_name)), __file__, step], check=True)
+        for env_name in PINS:
+            subprocess.run([str(_venv(env_name)), __file__, env_name], check=True)
         return
-    {"celery": capture_celery, "seed": capture_seed, "sdk": capture_sdk}[what]()
+    if what in PINS and Path(sys.prefix).resolve() != (VENVS / what).resolve():
+        subprocess.run([str(_venv(what)), __file__, what], check=True)  # one step, in its own environment
+        return
+    steps = {"celery": capture_celery, "seed": capture_seed, "sdk": capture_sdk,
+             "sdk-legacy": lambda: capture_sdk("sdk_0_4_0_results.json", ("json",))}
+    steps[what]()
 
 
 if __name__ == "__main__":

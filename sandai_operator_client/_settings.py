@@ -17,7 +17,9 @@ class ClientSettings:
     ``debug``, ``priority``, ``cancel_key`` (default for every task), ``auto_forget_result`` (delete
     result keys once read; ``SANDAI_OPERATOR_AUTO_FORGET_RESULT``, default on). Beyond the seed:
     ``connection``, a :class:`~sandai_operator_client.config.ConnectionPolicy` (I/O timeout, idle checks,
-    TCP keepalive).
+    TCP keepalive); ``task_serializer`` (``"msgpack"``, the default, or ``"json"``: operators built with
+    sandai-operator-sdk 0.4.0 or older accept only json) and ``result_serializer``, else
+    ``SANDAI_OPERATOR_CELERY_TASK_SERIALIZER`` / ``..._RESULT_SERIALIZER``, whether or not URLs are passed.
 
     Raises:
         InvalidPriorityError: ``priority`` is not one of ``VALID_PRIORITIES``.
@@ -37,6 +39,8 @@ class ClientSettings:
     queue_names: Dict[str, str]
     broker_url: str
     result_backend: str
+    task_serializer: str
+    result_serializer: str
 
     def __init__(
         self,
@@ -51,12 +55,15 @@ class ClientSettings:
         auto_forget_result: Optional[bool] = None,
         *,
         connection: Optional[ConnectionPolicy] = None,
+        task_serializer: Optional[str] = None,
+        result_serializer: Optional[str] = None,
     ) -> None:
         check_priority(priority)
         config = resolve_client_config(
             operator_name, operator_version, broker_url=broker_url, result_backend=result_backend,
             timeout=timeout, debug=debug, priority=priority, cancel_key=cancel_key,
-            auto_forget_result=auto_forget_result, connection=connection,
+            auto_forget_result=auto_forget_result, connection=connection, task_serializer=task_serializer,
+            result_serializer=result_serializer,
         )
         self.config = config
         self.valid_priorities = list(VALID_PRIORITIES)
@@ -71,6 +78,8 @@ class ClientSettings:
         self.queue_names = dict(config.queue_names)
         self.broker_url = config.broker_url
         self.result_backend = config.result_backend
+        self.task_serializer = config.celery.task_serializer
+        self.result_serializer = config.celery.result_serializer
         self._open()
 
     def _open(self) -> None:

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sandai-operator", description=__doc__.split("\n")[0])
     parser.add_argument("--broker-url", help="default: SANDAI_OPERATOR_CELERY_BROKER_URL or redis://localhost:6379/0")
     parser.add_argument("--result-backend", help="default: SANDAI_OPERATOR_CELERY_RESULT_BACKEND or the broker")
+    parser.add_argument("--task-serializer", choices=("msgpack", "json"),
+                        help="default: SANDAI_OPERATOR_CELERY_TASK_SERIALIZER or msgpack (json for SDK <= 0.4.0)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -167,7 +169,7 @@ def _batch(client: OperatorClient, args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     with OperatorClient(args.operator, args.version, broker_url=args.broker_url,
-                        result_backend=args.result_backend) as client:
+                        result_backend=args.result_backend, task_serializer=args.task_serializer) as client:
         if args.command in ("call", "submit"):
             controls = dict(priority=args.priority, timeout=args.timeout, cancel_key=args.cancel_key,
                             persistent_output=args.persistent_output)

@@ -198,13 +198,26 @@ def resolve_client_config(
     cancel_key: Optional[str] = None,
     auto_forget_result: Optional[bool] = None,
     connection: Optional[ConnectionPolicy] = None,
+    task_serializer: Optional[str] = None,
+    result_serializer: Optional[str] = None,
 ) -> ClientConfig:
-    """Resolve a client's settings: explicit URLs, else the environment, else the local defaults."""
+    """Resolve a client's settings: explicit URLs, else the environment, else the local defaults.
+
+    Serializers: the keyword, else ``SANDAI_OPERATOR_CELERY_TASK_SERIALIZER`` /
+    ``..._RESULT_SERIALIZER``, else msgpack / json — whether or not URLs are passed (the seed read the
+    variables only when no URL was passed).
+    """
     if broker_url or result_backend:
         resolved_broker = broker_url or DEFAULT_BROKER_URL
-        celery = CeleryConfig(broker_url=resolved_broker, result_backend=result_backend or resolved_broker)
+        urls = CeleryConfig(broker_url=resolved_broker, result_backend=result_backend or resolved_broker)
     else:
-        celery = get_celery_config() or get_default_celery_config()
+        urls = get_celery_config() or get_default_celery_config()
+    celery = CeleryConfig(
+        broker_url=urls.broker_url,
+        result_backend=urls.result_backend,
+        task_serializer=task_serializer or os.getenv("SANDAI_OPERATOR_CELERY_TASK_SERIALIZER") or "msgpack",
+        result_serializer=result_serializer or os.getenv("SANDAI_OPERATOR_CELERY_RESULT_SERIALIZER") or "json",
+    )
     return ClientConfig(
         operator_name=operator_name,
         operator_version=operator_version,

@@ -44,6 +44,26 @@ def test_cancel_with_fake(operator_client: OperatorClient, fake_operator: FakeOp
         redis_admin.delete(key)
 
 
+def test_cancel_sets_the_key_on_the_backend_and_on_another_broker_database(redis_url: str, unique_name: str) -> None:
+    # SDK <= 0.4.0 operators look for the key in the broker's database, later ones in the backend's
+    base = redis_url.rsplit("/", 1)[0]
+    key = f"ck-{uuid.uuid4().hex}"
+    admins = [redis.Redis.from_url(f"{base}/{db}") for db in (0, 1)]
+    try:
+        with create_client(unique_name, "v1", broker_url=f"{base}/0", result_backend=f"{base}/1") as client:
+            client.cancel(key, ttl=30)
+        assert [0 < admin.ttl(key) <= 30 for admin in admins] == [True, True]
+        for admin in admins:
+            admin.delete(key)
+        with create_client(unique_name, "v1", broker_url=f"{base}/1") as client:  # one database: one key
+            client.cancel(key, ttl=30)
+        assert [admin.exists(key) for admin in admins] == [0, 1]
+    finally:
+        for admin in admins:
+            admin.delete(key)
+            admin.close()
+
+
 @pytest.mark.sdk
 def test_cancel_with_real_operator(sdk_operator: SdkOperator, redis_admin: redis.Redis) -> None:
     key = f"ck-{uuid.uuid4().hex}"
@@ -141,6 +161,8 @@ def test_cli_end_to_end(fake_operator: FakeOperator, tmp_path: Path) -> None:
     assert json.loads(out.stdout) == {"artifacts": [{"uri": "s3://b/in.mp4", "slot": "video"}],
                                       "results": {"echo": "cli", "n_artifacts": 1}}
     assert _cli(*common, "call", *name, "--options", '{"fail": true}').returncode == 1
+    as_json = _cli(*common, "--task-serializer", "json", "call", *name, "--options", '{"text": "j"}')
+    assert json.loads(as_json.stdout)["results"]["echo"] == "j", as_json.stderr
     assert _cli(*common, "call", *name, "--options", "[1]").returncode == 2
     task_id = _cli(*common, "submit", *name, "--options", '{"text": "later"}').stdout.strip()
     got = _cli(*common, "get", *name, task_id, "--timeout", "30")

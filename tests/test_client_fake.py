@@ -197,6 +197,23 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch, fake_operator: F
     redis_admin.delete(f"celery-task-meta-{handle.id}")
 
 
+def test_serializers_by_keyword_or_environment_with_explicit_urls(monkeypatch: pytest.MonkeyPatch,
+                                                                   fake_operator: FakeOperator) -> None:
+    # the seed ignored the variables when URLs were passed; here the keyword wins, else the variable
+    url = fake_operator.broker_url
+    with create_client(fake_operator.name, "v1", broker_url=url, task_serializer="json") as client:
+        assert (client.task_serializer, client.result_serializer) == ("json", "json")
+        assert client.sync([], {"text": "kw"})[1]["echo"] == "kw"
+    monkeypatch.setenv("SANDAI_OPERATOR_CELERY_TASK_SERIALIZER", "json")
+    with create_client(fake_operator.name, "v1", broker_url=url) as client:
+        assert client.config.celery.task_serializer == "json"
+    with create_client(fake_operator.name, "v1", broker_url=url, task_serializer="msgpack") as client:
+        assert client.config.celery.task_serializer == "msgpack"
+        assert client.sync([], {"text": "mp"})[1]["echo"] == "mp"
+    with pytest.raises(ValueError, match="serializer"):
+        create_client(fake_operator.name, "v1", broker_url=url, task_serializer="pickle")
+
+
 def test_auto_forget_deletes_result_keys(operator_client: OperatorClient, fake_operator: FakeOperator,
                                          redis_admin: redis.Redis) -> None:
     operator_client.sync([], {})

@@ -32,6 +32,7 @@ from sandai_operator_client.testing.envelopes import comparable_envelope
 CELERY = load_fixture("celery_send_task.json")
 SEED = load_fixture("seed_client.json")
 SDK = load_fixture("sdk_results.json")
+SDK_0_4_0 = load_fixture("sdk_0_4_0_results.json")
 CELERY_RESULTS = load_fixture("celery_results.json")
 
 
@@ -151,6 +152,74 @@ def test_decode_every_sdk_record(entry: Dict[str, Any]) -> None:
 def test_sdk_records_cover_both_serializers() -> None:
     seen = {(e["task_serializer"], e["result_serializer"]) for e in SDK["records"]}
     assert seen == {("json", "json"), ("json", "msgpack"), ("msgpack", "json"), ("msgpack", "msgpack")}
+
+
+@pytest.mark.parametrize("entry", SDK_0_4_0["records"], ids=lambda e: e["name"])
+def test_sdk_0_4_0_records_decode_to_the_same_outcomes(entry: Dict[str, Any]) -> None:
+    # SDK <= 0.4.0 stores each error as a FAILURE of Exception("<error_type>: <message>"): read as the
+    # modern error envelope, so a cancelled or expired task raises the same typed error as today
+    record = decode_result_record(_raw(entry))
+    envelope = envelope_from_record(entry["task_id"], record)
+    case, task_id = entry["case"], entry["task_id"]
+    if case in ("error", "deadline-exceeded", "cancelled"):
+        assert record.status == "FAILURE" and envelope["status"] == "error"
+        assert envelope["error"]["error_details"]["legacy_failure_record"] is True
+    if case == "success":
+        assert parse_task_result(task_id, envelope).to_legacy_tuple() == ([], {"echo": "hello", "n_artifacts": 0})
+    elif case == "success-artifact":
+        assert parse_task_result(task_id, envelope).artifacts[0]["slot"] == "doc"
+    elif case == "error":
+        with pytest.raises(TaskExecutionError) as info:
+            parse_task_result(task_id, envelope)
+        assert (info.value.error_type, info.value.error_message) == ("EchoFailure", "asked to fail")
+    elif case == "deadline-exceeded":
+        with pytest.raises(TaskDeadlineExceededError) as deadline_info:
+            parse_task_result(task_id, envelope)
+        assert deadline_info.value.deadline == pytest.approx(entry["payload"]["deadline"])
+        assert deadline_info.value.current_time > deadline_info.value.deadline
+    elif case == "cancelled":
+        with pytest.raises(TaskCancelledError) as cancel_info:
+            parse_task_result(task_id, envelope)
+        assert cancel_info.value.cancel_key == entry["payload"]["cancel_key"]
+    else:
+        assert parse_desc_result(task_id, envelope).to_dict()["options_schema"]["title"] == "EchoOptions"
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("EchoFailure: asked to fail", ("EchoFailure", "asked to fail", {})),
+    ("ProcessingError: a: b\nsecond line", ("ProcessingError", "a: b\nsecond line", {})),
+    ("TaskCancelledError: Task was cancelled via cancel_key: k: 1",
+     ("TaskCancelledError", None, {"cancel_key": "k: 1"})),
+    ("TaskDeadlineExceededError: Task deadline exceeded before processing: 1.5 < 2.5",
+     ("TaskDeadlineExceededError", None, {"deadline": 1.5, "current_time": 2.5})),
+    ("TaskDeadlineExceededError: something else", ("TaskDeadlineExceededError", "something else", {})),
+    ("no prefix here", None),
+    ("two words: no identifier", None),
+    (": empty type", None),
+])
+def test_legacy_error_messages(message: str, expected: Any) -> None:
+    from sandai_operator_client.protocol.operator import legacy_error_envelope
+
+    envelope = legacy_error_envelope("t", message)
+    if expected is None:
+        assert envelope is None
+        return
+    error_type, error_message, details = expected
+    error = envelope["error"]
+    assert error["error_type"] == error_type
+    assert error_message is None or error["error_message"] == error_message
+    assert error["error_details"] == {"legacy_failure_record": True, **details}
+
+
+def test_a_celery_failure_of_another_exception_type_is_not_read_as_legacy() -> None:
+    from sandai_operator_client.protocol.results import ResultRecord
+
+    record = ResultRecord(status="FAILURE", result={"exc_type": "RuntimeError", "exc_module": "builtins",
+                                                     "exc_message": ["EchoFailure: asked to fail"]},
+                          traceback=None, task_id="t")
+    with pytest.raises(TaskExecutionError) as info:
+        envelope_from_record("t", record)
+    assert info.value.error_type == "RuntimeError"
 
 
 def _celery_record(name: str) -> Dict[str, Any]:

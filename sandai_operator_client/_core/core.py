@@ -648,8 +648,9 @@ class OperatorCore:
     async def cancel(self, cancel_key: str, ttl: Optional[float] = None) -> None:
         """Set ``cancel_key`` (for ``ttl`` seconds, default the client timeout) where operators look for it.
 
-        Operators check ``EXISTS <cancel_key>`` on the result backend's Redis before computing a task
-        that carries the key, and skip it with ``TaskCancelledError``.
+        Operators check ``EXISTS <cancel_key>`` before computing a task that carries the key, and skip it
+        with ``TaskCancelledError``: on the result backend's Redis (SDK 0.4.6 and later), on the broker's
+        (SDK 0.4.0 and older). The key is set on both when the broker is another Redis URL.
         """
         self._check_open()
         if not isinstance(cancel_key, str) or not cancel_key:
@@ -657,12 +658,17 @@ class OperatorCore:
         seconds = int(ttl if ttl is not None else (self.config.timeout or 86400))
         if seconds <= 0:
             raise InvalidTaskInputError(f"ttl must be positive, not {ttl!r}")
-        try:
-            reply = await self._results.execute("SET", cancel_key, "1", "EX", seconds)
-        except ConnectionLost as exc:
-            raise self._connection_error(exc) from None
-        if reply != "OK":
-            raise self._connection_error(f"could not set the cancel key: {reply!r}")
+        channels = [self._results]
+        broker_url = self.config.broker_url
+        if broker_url != self.config.result_backend and urlsplit(broker_url).scheme in _REDIS_SCHEMES:
+            channels.append(self._command_channel(broker_url))
+        for channel in channels:
+            try:
+                reply = await channel.execute("SET", cancel_key, "1", "EX", seconds)
+            except ConnectionLost as exc:
+                raise self._connection_error(exc) from None
+            if reply != "OK":
+                raise self._connection_error(f"could not set the cancel key: {reply!r}")
 
     async def iter_completed(self, submissions: Sequence[Submission], timeout: Optional[float] = None
                              ) -> AsyncIterator[BatchTaskResult]:

@@ -9,6 +9,7 @@ The operator answers through a SUCCESS record whose result is the envelope
 from __future__ import annotations
 
 import math
+import re
 from collections import abc
 from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
 
@@ -32,6 +33,7 @@ __all__ = (
     "check_string_keys",
     "envelope_from_record",
     "inspect_probe_result",
+    "legacy_error_envelope",
     "parse_desc_result",
     "parse_task_result",
     "raise_task_error",
@@ -128,7 +130,8 @@ def build_task_payload(
 
 
 def envelope_from_record(task_id: str, record: ResultRecord) -> Any:
-    """The operator's raw envelope from a ready record; FAILURE and REVOKED raise TaskExecutionError."""
+    """The operator's raw envelope from a ready record; FAILURE and REVOKED raise TaskExecutionError,
+    except an old operator's error stored as a FAILURE (:func:`legacy_error_envelope`)."""
     if record.status == "SUCCESS":
         return record.result
     if record.status == "FAILURE":
@@ -139,6 +142,10 @@ def envelope_from_record(task_id: str, record: ResultRecord) -> Any:
             message = " ".join(str(part) for part in raw_message) if len(raw_message) != 1 else str(raw_message[0])
         else:
             message = str(raw_message if raw_message is not None else record.result)
+        if exc_type == "Exception" and exc.get("exc_module") in (None, "builtins"):
+            legacy = legacy_error_envelope(task_id, message)
+            if legacy is not None:
+                return legacy
         raise TaskExecutionError(
             task_id,
             message,
@@ -150,6 +157,38 @@ def envelope_from_record(task_id: str, record: ResultRecord) -> Any:
             task_id, "task was revoked", {"exception_type": "TaskRevokedError"}, error_type="TaskRevokedError"
         )
     raise InvalidTaskStatusError(task_id, record.status)
+
+
+_LEGACY_ERROR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*): (.*)", re.DOTALL)
+_LEGACY_CANCELLED = re.compile(r"Task was cancelled via cancel_key: (.*)", re.DOTALL)
+_LEGACY_DEADLINE = re.compile(r"Task deadline exceeded before processing: (\S+) < (\S+)")
+
+
+def legacy_error_envelope(task_id: str, message: str) -> Optional[Dict[str, Any]]:
+    """The modern error envelope of an error stored the SDK 0.4.0-and-older way, else None.
+
+    Those operators store every non-success as a Celery FAILURE of a plain ``Exception`` whose message is
+    ``"<error_type>: <error_message>"`` (the error details are lost); cancelled and expired tasks carry
+    the messages the current operators put in their error envelopes, whose details are recovered here.
+    """
+    match = _LEGACY_ERROR.fullmatch(message)
+    if match is None:
+        return None
+    error_type, error_message = match.groups()
+    details: Dict[str, Any] = {"legacy_failure_record": True}
+    if error_type == "TaskCancelledError":
+        cancelled = _LEGACY_CANCELLED.fullmatch(error_message)
+        if cancelled is not None:
+            details["cancel_key"] = cancelled.group(1)
+    elif error_type == "TaskDeadlineExceededError":
+        expired = _LEGACY_DEADLINE.fullmatch(error_message)
+        if expired is not None:
+            try:
+                details["deadline"], details["current_time"] = float(expired.group(1)), float(expired.group(2))
+            except ValueError:
+                pass
+    return {"task_id": task_id, "status": "error", "artifacts": [], "results": None,
+            "error": {"error_type": error_type, "error_message": error_message, "error_details": details}}
 
 
 def _normalize_error_info(error_info: Any) -> Tuple[str, str, Dict[str, Any]]:
