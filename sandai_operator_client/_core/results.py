@@ -800,7 +800,11 @@ class ResultHub:
     async def _fetch(self, task_ids: List[str], deadline: float = math.inf) -> None:
         for start in range(0, len(task_ids), _MGET_CHUNK):
             chunk = task_ids[start : start + _MGET_CHUNK]
-            values = await self._commands.execute("MGET", *[result_key(t) for t in chunk], deadline=deadline)
+            keys = [result_key(t) for t in chunk]
+            try:
+                values = await self._commands.execute("MGET", *keys, deadline=deadline)
+            except ConnectionLost:  # a read is safe to send again: once, on a new connection (the flush it
+                values = await self._commands.execute("MGET", *keys, deadline=deadline)  # rode in may be cut)
             if not isinstance(values, list):
                 raise ConnectionLost(f"MGET failed on {self._address.describe()}: {values!r}")
             for task_id, raw in zip(chunk, values):
