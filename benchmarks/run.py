@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(WORKLOADS))
     parser.add_argument("--baseline", help="also run this project at this git revision, as 'base'")
+    parser.add_argument("--output", help="write the results here (default: results/<UTC time>.json, not kept by "
+                                         "git; results/latest.json is a copy)")
     args = parser.parse_args()
     chosen = args.only.split(",")
     if args.baseline:
@@ -161,9 +163,14 @@ def main() -> None:
         for impl, reasons in row["failed"].items():
             print(f"{'':16} {impl} failed {len(reasons)} of {args.rounds} run(s): {reasons[0]}")
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "latest.json").write_text(json.dumps(
-        {"rounds": args.rounds, "python": sys.version.split()[0], "rows": rows,
-         "samples": {f"{workload}/{impl}": runs for (workload, impl), runs in samples.items()}}, indent=2) + "\n")
+    text = json.dumps({"rounds": args.rounds, "python": sys.version.split()[0], "rows": rows,
+                       "samples": {f"{workload}/{impl}": runs for (workload, impl), runs in samples.items()}},
+                      indent=2) + "\n"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    output = Path(args.output) if args.output else HERE / "results" / f"{stamp}.json"
+    output.write_text(text)
+    (HERE / "results" / "latest.json").write_text(text)
+    print(f"results: {output}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Capture golden wire fixtures from the real peers (``make fixtures``).
 
-``python capture.py all`` (or one step: ``python capture.py sdk-legacy``) builds four virtual environments under ``.venvs/`` (Celery; the published seed
-client ``sandai-operator-client==0.4.6``; the operator SDK ``sandai-operator-sdk==0.6.2`` and ``0.4.0``) and runs this
-same file inside each of them to record what the real packages put on the wire:
+``python capture.py all`` (or one step: ``python capture.py sdk-legacy``) builds four virtual environments
+under ``.venvs/`` (Celery; the published seed client ``sandai-operator-client==0.4.6``; the operator SDK
+``sandai-operator-sdk==0.6.2`` and ``0.4.0``) and runs this same file inside each of them to record what
+the real packages put on the wire:
 
 * ``celery_send_task.json``  what Celery's ``send_task`` LPUSHes onto Redis lists (json and msgpack,
   every kombu priority step);
 * ``seed_client.json``       what the seed client LPUSHes for each task control and priority;
+* ``seed_surface.json``      the seed's public names per module, with signatures and class members (the
+  migration guide's differences are checked against it);
 * ``sdk_results.json``       the result records a real SDK operator writes (success, error, desc,
   deadline exceeded, cancelled; json and msgpack result serializers; json and msgpack tasks);
 * ``sdk_0_4_0_results.json`` the same from ``sandai-operator-sdk==0.4.0`` (json tasks only: it refuses
@@ -87,7 +90,7 @@ def capture_celery() -> None:
             options = {"queue": queue}
             if priority is not None:
                 options["priority"] = priority
-            result = app.send_task(f"sandai_operator.cap.v1.process_task", kwargs=kwargs, **options)
+            result = app.send_task("sandai_operator.cap.v1.process_task", kwargs=kwargs, **options)
             lists = _drain(r, queue.encode())
             cases.append(
                 {
@@ -196,6 +199,77 @@ def capture_seed() -> None:
     )
 
 
+# --------------------------------------------------------------------------- the seed's public surface
+SEED_MODULES = ("sandai.operator_client", "sandai.operator_client.client", "sandai.operator_client.exceptions",
+                "sandai.operator_client.config", "sandai.operator_client.types", "sandai.operator_client.protocol")
+
+
+def _signature(obj) -> str:
+    import inspect
+
+    try:
+        return str(inspect.signature(obj))
+    except (TypeError, ValueError):
+        return ""
+
+
+def _describe(obj) -> dict:
+    import inspect
+
+    if inspect.isclass(obj):
+        members = {}
+        for name, member in inspect.getmembers(obj):
+            if name.startswith("_") and name not in ("__init__", "__enter__", "__exit__", "__aenter__", "__aexit__"):
+                continue
+            if isinstance(inspect.getattr_static(obj, name), property):
+                members[name] = {"kind": "property"}
+            elif callable(member):
+                kind = "async" if inspect.iscoroutinefunction(member) else "method"
+                members[name] = {"kind": kind, "signature": _signature(member)}
+            else:
+                members[name] = {"kind": "attribute"}
+        return {"kind": "class", "bases": [b.__name__ for b in obj.__mro__[1:]], "members": members}
+    if callable(obj):
+        return {"kind": "async" if inspect.iscoroutinefunction(obj) else "function", "signature": _signature(obj)}
+    return {"kind": "value", "type": type(obj).__name__}
+
+
+def capture_seed_surface() -> None:
+    """Every public name of the seed's modules (what they define or re-export for callers: not the modules
+    and typing helpers they import for themselves), with signatures and class members."""
+    import importlib
+    import inspect
+    import types as pytypes
+    import typing
+    from importlib.metadata import version
+
+    modules = {}
+    for module_name in SEED_MODULES:
+        module = importlib.import_module(module_name)
+        exported = getattr(module, "__all__", None)
+        names = {}
+        for name in exported if exported is not None else dir(module):
+            if name.startswith("_"):
+                continue
+            obj = getattr(module, name)
+            if isinstance(obj, pytypes.ModuleType) or name == "TYPE_CHECKING" or getattr(typing, name, None) is obj:
+                continue  # modules and typing's own names (Dict, Optional) it imported
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not obj.__module__.startswith("sandai."):
+                continue  # imported for the module's own use (dataclass, AsyncResult)
+            if exported is None and not (inspect.isclass(obj) or inspect.isfunction(obj)) and name.islower():
+                continue  # a lower-case value (a logger) is the module's own, not an export
+            names[name] = _describe(obj)
+        modules[module_name] = names
+    from sandai.operator_client import AsyncOperatorClient, OperatorClient
+
+    instance_attributes = {}
+    for cls in (OperatorClient, AsyncOperatorClient):  # what __init__ sets: constructing connects nowhere
+        client = cls("surface", "v1", broker_url="redis://127.0.0.1:1/0")
+        instance_attributes[cls.__name__] = sorted(n for n in vars(client) if not n.startswith("_"))
+    _write("seed_surface.json", {"versions": {"sandai-operator-client": version("sandai-operator-client")},
+                                 "modules": modules, "instance_attributes": instance_attributes})
+
+
 # --------------------------------------------------------------------------- SDK operator results
 def capture_sdk(output: str = "sdk_results.json", task_serializers: tuple = ("msgpack", "json")) -> None:
     from importlib.metadata import version
@@ -227,7 +301,8 @@ def capture_sdk(output: str = "sdk_results.json", task_serializers: tuple = ("ms
                 r.set("ck-set-" + name, "1", ex=300)
                 cases = [
                     ("success", {"options": {"text": "hello"}, "artifacts": []}),
-                    ("success-artifact", {"options": {"text": "a"}, "artifacts": [{"uri": f"file://{artifact}", "slot": "doc"}]}),
+                    ("success-artifact",
+                     {"options": {"text": "a"}, "artifacts": [{"uri": f"file://{artifact}", "slot": "doc"}]}),
                     ("error", {"options": {"text": "x", "fail": True}, "artifacts": []}),
                     ("deadline-exceeded", {"options": {}, "artifacts": [], "deadline": time.time() - 30}),
                     ("cancelled", {"options": {}, "artifacts": [], "cancel_key": "ck-set-" + name}),
@@ -264,6 +339,10 @@ def capture_sdk(output: str = "sdk_results.json", task_serializers: tuple = ("ms
                                             "celery": version("celery")}, "records": records})
 
 
+STEP_ENVS = {"celery": "celery", "seed": "seed", "seed-surface": "seed", "sdk": "sdk", "sdk-legacy": "sdk-legacy"}
+"""Each capture step and the environment it runs in."""
+
+
 def _venv(name: str) -> Path:
     path = VENVS / name
     python = path / "bin" / "python"
@@ -276,13 +355,13 @@ def _venv(name: str) -> Path:
 def main() -> None:
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what == "all":
-        for env_name in PINS:
-            subprocess.run([str(_venv(env_name)), __file__, env_name], check=True)
+        for step, env_name in STEP_ENVS.items():
+            subprocess.run([str(_venv(env_name)), __file__, step], check=True)
         return
-    if what in PINS and Path(sys.prefix).resolve() != (VENVS / what).resolve():
-        subprocess.run([str(_venv(what)), __file__, what], check=True)  # one step, in its own environment
+    if Path(sys.prefix).resolve() != (VENVS / STEP_ENVS[what]).resolve():
+        subprocess.run([str(_venv(STEP_ENVS[what])), __file__, what], check=True)  # in its own environment
         return
-    steps = {"celery": capture_celery, "seed": capture_seed, "sdk": capture_sdk,
+    steps = {"celery": capture_celery, "seed": capture_seed, "seed-surface": capture_seed_surface, "sdk": capture_sdk,
              "sdk-legacy": lambda: capture_sdk("sdk_0_4_0_results.json", ("json",))}
     steps[what]()
 

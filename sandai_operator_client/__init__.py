@@ -90,7 +90,7 @@ def __dir__() -> list:  # type: ignore[type-arg]
     return sorted(set(globals()) | set(_LAZY))
 
 
-__version__ = "0.5.0"
+__version__ = "1.0.0a1"  # the one place the version is written: the build reads it here
 
 __all__ = (
     "VALID_PRIORITIES",

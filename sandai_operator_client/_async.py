@@ -6,7 +6,9 @@ from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Generator, List, Optional, Sequence, Type, Union
 
 from ._core.core import OperatorCore, Submission, as_submissions
+from ._gone import gone
 from ._settings import ClientSettings
+from .config import ConnectionPolicy, Priority
 from .errors import OperatorError
 from .types import AsyncSubmittedTask, BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult
 
@@ -14,7 +16,8 @@ __all__ = ("AsyncOperatorClient", "AsyncTaskHandle", "create_async_client")
 
 
 class AsyncTaskHandle:
-    """A submitted task. ``await handle`` is ``await handle.get()``."""
+    """A submitted task. ``await handle`` is ``await handle.get()``. What needs Celery (``revoke``,
+    ``result``, ``info``, ``traceback``, ``date_done``) raises ``AttributeError`` naming what to use instead."""
 
     __slots__ = ("_core", "id")
 
@@ -30,12 +33,13 @@ class AsyncTaskHandle:
     async def get(self, timeout: Optional[float] = None, propagate: bool = True) -> Any:
         """Wait for the operator's raw result envelope (None waits without limit).
 
+        With ``propagate=False`` a task failure is returned instead of raised, as Celery does.
+
         Raises:
             TaskTimeoutError: no result within ``timeout``.
             TaskExecutionError: a FAILURE or REVOKED record.
             ResultDecodeError: a record that cannot be decoded.
             OperatorConnectionError: the result backend cannot be reached.
-        With ``propagate=False`` a task failure is returned instead of raised, as Celery does.
         """
         try:
             return await self._core.get_result(self.id, timeout)
@@ -59,12 +63,26 @@ class AsyncTaskHandle:
         """Delete the result record."""
         await self._core.forget(self.id)
 
+    async def wait(self, timeout: Optional[float] = None, propagate: bool = True) -> Any:
+        """Celery's old name for :meth:`get`."""
+        return await self.get(timeout, propagate)
+
+    revoke = gone("revoke", "tag tasks with a cancel_key and call client.cancel(cancel_key): operators skip them")
+    result = gone("result", "use get(timeout=0), which returns the result if it is there (else TaskTimeoutError)")
+    info = gone("info", "use get(timeout=0), which returns the result if it is there (else TaskTimeoutError)")
+    traceback = gone("traceback", "a failed task raises its typed error from get(); operators send no traceback")
+    date_done = gone("date_done", "not kept: the result record's date is not read")
+
     def __repr__(self) -> str:
         return f"<AsyncTaskHandle {self.id}>"
 
 
 class AsyncOperatorClient(ClientSettings):
-    """Async client for one operator (``name``/``version``); use ``async with`` or call ``aclose()``."""
+    """Async client for one operator, under asyncio or trio; use ``async with`` or call ``aclose()``.
+
+    Constructed like :func:`create_async_client` (which documents every argument), the operator's name and
+    version positional.
+    """
 
     def _open(self) -> None:
         self._core = OperatorCore(self.config)
@@ -93,8 +111,8 @@ class AsyncOperatorClient(ClientSettings):
         self,
         input_artifacts: List[Dict[str, Any]],
         options: Dict[str, Any],
-        priority: Optional[str] = None,
-        timeout: Optional[int] = None,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
         cancel_key: Optional[str] = None,
         persistent_output: bool = False,
     ) -> AsyncTaskHandle:
@@ -109,18 +127,23 @@ class AsyncOperatorClient(ClientSettings):
         self,
         input_artifacts: List[Dict[str, Any]],
         options: Dict[str, Any],
-        priority: Optional[str] = None,
+        priority: Optional[Priority] = None,
         *,
-        timeout: Optional[int] = None,
+        timeout: Optional[float] = None,
         cancel_key: Optional[str] = None,
         persistent_output: bool = False,
     ) -> LegacyTaskResult:
         """Submit one task and wait: ``(artifacts, results)``.
 
         Raises:
-            TaskTimeoutError, TaskExecutionError, TaskDeadlineExceededError, TaskCancelledError,
-            InvalidTaskStatusError, InvalidResultFormatError, InvalidPriorityError, InvalidTaskInputError,
-            OperatorConnectionError.
+            TaskExecutionError: the operator reported an error (``TaskDeadlineExceededError`` and
+                ``TaskCancelledError`` are kinds of it).
+            TaskTimeoutError: no result within ``timeout``.
+            InvalidTaskInputError: bad input, before anything is sent (also ``InvalidPriorityError``).
+            InvalidResultFormatError: a result that is not an operator envelope (``InvalidTaskStatusError``,
+                ``ResultDecodeError`` say more).
+            OperatorConnectionError: the broker or backend failed; ``PublishOutcomeUnknownError`` and
+                ``ResultUnavailableError`` say whether the task was published.
         """
         return await self._core.sync(
             input_artifacts, options, priority=priority, timeout=timeout, cancel_key=cancel_key,
@@ -134,7 +157,7 @@ class AsyncOperatorClient(ClientSettings):
         ]
 
     async def batch_submit(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[AsyncSubmittedTask]:
         """Submit many tasks in one pipeline; per task its handle or the error that kept it back."""
@@ -143,7 +166,7 @@ class AsyncOperatorClient(ClientSettings):
         ))
 
     async def batch_async(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[Optional[AsyncTaskHandle]]:
         """Legacy: like ``batch_submit`` but a handle or None per task."""
@@ -153,13 +176,13 @@ class AsyncOperatorClient(ClientSettings):
         return [s.handle for s in submitted]
 
     async def batch_collect(
-        self, submissions: List[AsyncSubmittedTask], *, timeout: Optional[int] = None
+        self, submissions: List[AsyncSubmittedTask], *, timeout: Optional[float] = None
     ) -> List[BatchTaskResult]:
         """Wait for a submitted batch; ``timeout`` is one budget for the whole batch. Input order."""
         return await self._core.batch_collect([(s.index, s.task_id, s.error) for s in submissions], timeout)
 
     async def batch_sync_detailed(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[BatchTaskResult]:
         """Submit and collect a batch: one ``BatchTaskResult`` per task, in input order."""
@@ -168,7 +191,7 @@ class AsyncOperatorClient(ClientSettings):
         )
 
     async def batch_sync(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[LegacyTaskResult]:
         """Legacy: ``(artifacts, results)`` per task, ``([], {})`` for a failed one."""
@@ -196,7 +219,7 @@ class AsyncOperatorClient(ClientSettings):
         return self._core.iter_completed(as_submissions(tasks), timeout)
 
     async def batch_iter(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[float] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> AsyncIterator[BatchTaskResult]:
         """Submit a batch and yield its results in completion order (``as_completed`` of ``batch_submit``)."""
@@ -214,16 +237,57 @@ class AsyncOperatorClient(ClientSettings):
         """Messages waiting per priority queue."""
         return await self._core.queue_depth()
 
-    async def probe(self, timeout: int = 10) -> HealthCheckResult:
+    async def probe(self, timeout: float = 10) -> HealthCheckResult:
         """Submit a test task and report what worked."""
         return await self._core.probe(timeout)
 
-    async def ping(self, timeout: int = 10) -> bool:
+    async def ping(self, timeout: float = 10) -> bool:
         """True when the submit path works (``probe().submit_ok``)."""
         return (await self.probe(timeout=timeout)).submit_ok
 
 
 
-def create_async_client(operator_name: str, operator_version: str, **kwargs: Any) -> AsyncOperatorClient:
-    """``AsyncOperatorClient(operator_name, operator_version, **kwargs)``."""
-    return AsyncOperatorClient(operator_name, operator_version, **kwargs)
+def create_async_client(
+    operator_name: str,
+    operator_version: str,
+    *,
+    broker_url: Optional[str] = None,
+    result_backend: Optional[str] = None,
+    timeout: float = 28800,
+    debug: bool = False,
+    priority: Priority = "normal",
+    cancel_key: Optional[str] = None,
+    auto_forget_result: Optional[bool] = None,
+    connection: Optional[ConnectionPolicy] = None,
+    task_serializer: Optional[str] = None,
+    result_serializer: Optional[str] = None,
+) -> AsyncOperatorClient:
+    """A :class:`AsyncOperatorClient` for the operator ``operator_name`` at ``operator_version`` (its queues are
+    ``<priority>.<operator_name>.<operator_version>``).
+
+    Args:
+        broker_url: where tasks go (``redis://``, ``rediss://``, ``unix://``, ``amqp://``); default
+            ``SANDAI_OPERATOR_CELERY_BROKER_URL``, else ``redis://localhost:6379/0``.
+        result_backend: the Redis operators write results to; default
+            ``SANDAI_OPERATOR_CELERY_RESULT_BACKEND``, else the broker.
+        timeout: seconds; each task's deadline at the operator and the default wait for its result.
+        debug: kept from the seed (no effect on the wire).
+        priority: the default priority of tasks.
+        cancel_key: the default cancel key of tasks (see ``cancel()``).
+        auto_forget_result: delete result keys once read (default ``SANDAI_OPERATOR_AUTO_FORGET_RESULT``,
+            else on).
+        connection: a :class:`~sandai_operator_client.ConnectionPolicy` (timeouts, idle checks, keepalive).
+        task_serializer: ``"msgpack"`` or ``"json"`` (operators of SDK 0.4.0 and older take json only);
+            default ``SANDAI_OPERATOR_CELERY_TASK_SERIALIZER``, else msgpack.
+        result_serializer: ``"json"`` or ``"msgpack"``; default ``SANDAI_OPERATOR_CELERY_RESULT_SERIALIZER``,
+            else json (records are read whatever their serializer).
+
+    Raises:
+        InvalidPriorityError: ``priority`` is not one of ``VALID_PRIORITIES``.
+        ValueError: the result backend is not Redis, or a serializer is neither json nor msgpack.
+    """
+    return AsyncOperatorClient(
+        operator_name, operator_version, broker_url=broker_url, result_backend=result_backend, timeout=timeout,
+        debug=debug, priority=priority, cancel_key=cancel_key, auto_forget_result=auto_forget_result,
+        connection=connection, task_serializer=task_serializer, result_serializer=result_serializer,
+    )

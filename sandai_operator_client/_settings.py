@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from .config import VALID_PRIORITIES, ClientConfig, ConnectionPolicy, check_priority, resolve_client_config
+from ._gone import gone
+from .config import VALID_PRIORITIES, ClientConfig, ConnectionPolicy, Priority, check_priority, resolve_client_config
 
 __all__ = ("ClientSettings",)
 
@@ -30,9 +31,9 @@ class ClientSettings:
     valid_priorities: List[str]
     operator_name: str
     operator_version: str
-    timeout: int
+    timeout: float
     debug: bool
-    priority: str
+    priority: Priority
     cancel_key: Optional[str]
     auto_forget_result: bool
     task_name: str
@@ -48,9 +49,9 @@ class ClientSettings:
         operator_version: str,
         broker_url: Optional[str] = None,
         result_backend: Optional[str] = None,
-        timeout: int = 28800,
+        timeout: float = 28800,
         debug: bool = False,
-        priority: str = "normal",
+        priority: Priority = "normal",
         cancel_key: Optional[str] = None,
         auto_forget_result: Optional[bool] = None,
         *,
@@ -81,6 +82,10 @@ class ClientSettings:
         self.task_serializer = config.celery.task_serializer
         self.result_serializer = config.celery.result_serializer
         self._open()
+
+    celery_app = gone("celery_app", "there is no Celery app; the settings are this client's attributes and "
+                                    "`config` (serializers: the task_serializer= keyword)")
+    transport = gone("transport", "the client speaks the protocol itself; use its methods")
 
     def _open(self) -> None:
         """Build the client's core (each facade in its own way)."""

@@ -23,8 +23,10 @@ from typing import (
 )
 
 from ._core.core import OperatorCore, Submission, as_submissions
+from ._gone import gone
 from ._portal import InlineLoop, LoopThread, loop_thread
 from ._settings import ClientSettings
+from .config import ConnectionPolicy, Priority
 from .errors import OperatorError
 from .types import BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult, SubmittedTask
 
@@ -45,7 +47,9 @@ class TaskState(str):
 
 
 class TaskHandle:
-    """A submitted task, shaped like Celery's ``AsyncResult`` (``id``, ``get``, ``ready``, ``state``, ``forget``)."""
+    """A submitted task, shaped like Celery's ``AsyncResult``: ``id``, ``get`` (``wait``), ``ready``, ``state``,
+    ``successful``, ``failed``, ``forget``. What needs Celery (``revoke``, ``result``, ``info``, ``traceback``,
+    ``date_done``) raises ``AttributeError`` naming what to use instead."""
 
     __slots__ = ("_client", "id")
 
@@ -61,9 +65,13 @@ class TaskHandle:
     def get(self, timeout: Optional[float] = None, propagate: bool = True) -> Any:
         """Block until the operator's raw result envelope arrives (None waits without limit).
 
-        Raises:
-            TaskTimeoutError, TaskExecutionError, ResultDecodeError, OperatorConnectionError.
         With ``propagate=False`` a task failure is returned instead of raised, as Celery does.
+
+        Raises:
+            TaskTimeoutError: no result within ``timeout``.
+            TaskExecutionError: a FAILURE or REVOKED record.
+            ResultDecodeError: a record that cannot be decoded.
+            OperatorConnectionError: the result backend cannot be reached.
         """
         try:
             return self._client._run(OperatorCore.get_result, self.id, timeout)
@@ -95,12 +103,27 @@ class TaskHandle:
         """Delete the result record."""
         self._client._run(OperatorCore.forget, self.id)
 
+    def wait(self, timeout: Optional[float] = None, propagate: bool = True) -> Any:
+        """Celery's old name for :meth:`get`."""
+        return self.get(timeout, propagate)
+
+    revoke = gone("revoke", "tag tasks with a cancel_key and call client.cancel(cancel_key): operators skip them")
+    result = gone("result", "use get(timeout=0), which returns the result if it is there (else TaskTimeoutError)")
+    info = gone("info", "use get(timeout=0), which returns the result if it is there (else TaskTimeoutError)")
+    traceback = gone("traceback", "a failed task raises its typed error from get(); operators send no traceback")
+    date_done = gone("date_done", "not kept: the result record's date is not read")
+
     def __repr__(self) -> str:
         return f"<TaskHandle {self.id}>"
 
 
 class OperatorClient(ClientSettings):
-    """Blocking client for one operator; ``close()`` it (or use ``with``) when done."""
+    """Blocking client for one operator; ``close()`` it (or use ``with``) when done.
+
+    Constructed like :func:`create_client` (which documents every argument), the operator's name and
+    version positional. Usable from many threads at once, inside a running asyncio or trio task (it blocks
+    that task), and under gevent.
+    """
 
     def _open(self) -> None:
         self._pid = os.getpid()
@@ -164,8 +187,8 @@ class OperatorClient(ClientSettings):
         self,
         input_artifacts: List[Dict[str, Any]],
         options: Dict[str, Any],
-        priority: Optional[str] = None,
-        timeout: Optional[int] = None,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
         cancel_key: Optional[str] = None,
         persistent_output: bool = False,
     ) -> TaskHandle:
@@ -179,18 +202,23 @@ class OperatorClient(ClientSettings):
         self,
         input_artifacts: List[Dict[str, Any]],
         options: Dict[str, Any],
-        priority: Optional[str] = None,
+        priority: Optional[Priority] = None,
         *,
-        timeout: Optional[int] = None,
+        timeout: Optional[float] = None,
         cancel_key: Optional[str] = None,
         persistent_output: bool = False,
     ) -> LegacyTaskResult:
         """Submit one task and wait: ``(artifacts, results)``.
 
         Raises:
-            TaskTimeoutError, TaskExecutionError, TaskDeadlineExceededError, TaskCancelledError,
-            InvalidTaskStatusError, InvalidResultFormatError, InvalidPriorityError, InvalidTaskInputError,
-            OperatorConnectionError.
+            TaskExecutionError: the operator reported an error (``TaskDeadlineExceededError`` and
+                ``TaskCancelledError`` are kinds of it).
+            TaskTimeoutError: no result within ``timeout``.
+            InvalidTaskInputError: bad input, before anything is sent (also ``InvalidPriorityError``).
+            InvalidResultFormatError: a result that is not an operator envelope (``InvalidTaskStatusError``,
+                ``ResultDecodeError`` say more).
+            OperatorConnectionError: the broker or backend failed; ``PublishOutcomeUnknownError`` and
+                ``ResultUnavailableError`` say whether the task was published.
         """
         return self._call(
             OperatorCore.sync, input_artifacts, options, priority=priority, timeout=timeout,
@@ -204,7 +232,7 @@ class OperatorClient(ClientSettings):
         ]
 
     def batch_submit(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[SubmittedTask]:
         """Submit many tasks in one pipeline; per task its handle or the error that kept it back."""
@@ -214,7 +242,7 @@ class OperatorClient(ClientSettings):
         ))
 
     def batch_async(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[Optional[TaskHandle]]:
         """Legacy: like ``batch_submit`` but a handle or None per task."""
@@ -223,7 +251,7 @@ class OperatorClient(ClientSettings):
         )
         return [s.async_result for s in submitted]
 
-    def batch_collect(self, submissions: List[SubmittedTask], *, timeout: Optional[int] = None
+    def batch_collect(self, submissions: List[SubmittedTask], *, timeout: Optional[float] = None
                       ) -> List[BatchTaskResult]:
         """Wait for a submitted batch; ``timeout`` is one budget for the whole batch. Input order."""
         return self._call(
@@ -231,7 +259,7 @@ class OperatorClient(ClientSettings):
         )
 
     def batch_sync_detailed(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[BatchTaskResult]:
         """Submit and collect a batch: one ``BatchTaskResult`` per task, in input order."""
@@ -241,7 +269,7 @@ class OperatorClient(ClientSettings):
         )
 
     def batch_sync(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[int] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> List[LegacyTaskResult]:
         """Legacy: ``(artifacts, results)`` per task, ``([], {})`` for a failed one."""
@@ -268,7 +296,7 @@ class OperatorClient(ClientSettings):
         return self._iterate(as_submissions(tasks), timeout)
 
     def batch_iter(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[str] = None, timeout: Optional[float] = None,
+        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
         cancel_key: Optional[str] = None, persistent_output: bool = False,
     ) -> Iterator[BatchTaskResult]:
         """Submit a batch and iterate its results in completion order."""
@@ -288,11 +316,11 @@ class OperatorClient(ClientSettings):
         """Messages waiting per priority queue."""
         return self._run(OperatorCore.queue_depth)
 
-    def probe(self, timeout: int = 10) -> HealthCheckResult:
+    def probe(self, timeout: float = 10) -> HealthCheckResult:
         """Submit a test task and report what worked."""
         return self._run(OperatorCore.probe, timeout)
 
-    def ping(self, timeout: int = 10) -> bool:
+    def ping(self, timeout: float = 10) -> bool:
         """True when the submit path works (``probe().submit_ok``)."""
         return self.probe(timeout=timeout).submit_ok
 
@@ -355,6 +383,47 @@ def _close_open_iterators() -> None:
         iterator.close()
 
 
-def create_client(operator_name: str, operator_version: str, **kwargs: Any) -> OperatorClient:
-    """``OperatorClient(operator_name, operator_version, **kwargs)``."""
-    return OperatorClient(operator_name, operator_version, **kwargs)
+def create_client(
+    operator_name: str,
+    operator_version: str,
+    *,
+    broker_url: Optional[str] = None,
+    result_backend: Optional[str] = None,
+    timeout: float = 28800,
+    debug: bool = False,
+    priority: Priority = "normal",
+    cancel_key: Optional[str] = None,
+    auto_forget_result: Optional[bool] = None,
+    connection: Optional[ConnectionPolicy] = None,
+    task_serializer: Optional[str] = None,
+    result_serializer: Optional[str] = None,
+) -> OperatorClient:
+    """A :class:`OperatorClient` for the operator ``operator_name`` at ``operator_version`` (its queues are
+    ``<priority>.<operator_name>.<operator_version>``).
+
+    Args:
+        broker_url: where tasks go (``redis://``, ``rediss://``, ``unix://``, ``amqp://``); default
+            ``SANDAI_OPERATOR_CELERY_BROKER_URL``, else ``redis://localhost:6379/0``.
+        result_backend: the Redis operators write results to; default
+            ``SANDAI_OPERATOR_CELERY_RESULT_BACKEND``, else the broker.
+        timeout: seconds; each task's deadline at the operator and the default wait for its result.
+        debug: kept from the seed (no effect on the wire).
+        priority: the default priority of tasks.
+        cancel_key: the default cancel key of tasks (see ``cancel()``).
+        auto_forget_result: delete result keys once read (default ``SANDAI_OPERATOR_AUTO_FORGET_RESULT``,
+            else on).
+        connection: a :class:`~sandai_operator_client.ConnectionPolicy` (timeouts, idle checks, keepalive).
+        task_serializer: ``"msgpack"`` or ``"json"`` (operators of SDK 0.4.0 and older take json only);
+            default ``SANDAI_OPERATOR_CELERY_TASK_SERIALIZER``, else msgpack.
+        result_serializer: ``"json"`` or ``"msgpack"``; default ``SANDAI_OPERATOR_CELERY_RESULT_SERIALIZER``,
+            else json (records are read whatever their serializer).
+
+    Raises:
+        InvalidPriorityError: ``priority`` is not one of ``VALID_PRIORITIES``.
+        ValueError: the result backend is not Redis, or a serializer is neither json nor msgpack.
+    """
+    return OperatorClient(
+        operator_name, operator_version, broker_url=broker_url, result_backend=result_backend, timeout=timeout,
+        debug=debug, priority=priority, cancel_key=cancel_key, auto_forget_result=auto_forget_result,
+        connection=connection, task_serializer=task_serializer, result_serializer=result_serializer,
+    )

@@ -23,7 +23,10 @@ EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_CONNECTION, EXIT_TIMEOUT, EXIT_NONCO
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="sandai-operator", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--broker-url", help="default: SANDAI_OPERATOR_CELERY_BROKER_URL or redis://localhost:6379/0")
     parser.add_argument("--result-backend", help="default: SANDAI_OPERATOR_CELERY_RESULT_BACKEND or the broker")
     parser.add_argument("--task-serializer", choices=("msgpack", "json"),

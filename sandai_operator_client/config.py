@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Literal, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidPriorityError, InvalidTaskInputError
@@ -25,6 +25,9 @@ __all__ = (
 )
 
 VALID_PRIORITIES = ("high", "normal", "low", "very_low")
+Priority = Literal["high", "normal", "low", "very_low"]
+"""A task's priority: one of ``VALID_PRIORITIES`` (a plain ``str`` is checked at run time:
+``InvalidPriorityError``)."""
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 _DEFAULT_ACCEPT_CONTENT = ("json", "msgpack")
 
@@ -134,9 +137,9 @@ class ClientConfig:
     operator_name: str
     operator_version: str
     celery: CeleryConfig
-    timeout: int = 28800
+    timeout: float = 28800
     debug: bool = False
-    priority: str = "normal"
+    priority: Priority = "normal"
     cancel_key: Optional[str] = None
     auto_forget_result: bool = True
     connection: ConnectionPolicy = field(default_factory=ConnectionPolicy)
@@ -192,9 +195,9 @@ def resolve_client_config(
     *,
     broker_url: Optional[str] = None,
     result_backend: Optional[str] = None,
-    timeout: int = 28800,
+    timeout: float = 28800,
     debug: bool = False,
-    priority: str = "normal",
+    priority: Priority = "normal",
     cancel_key: Optional[str] = None,
     auto_forget_result: Optional[bool] = None,
     connection: Optional[ConnectionPolicy] = None,

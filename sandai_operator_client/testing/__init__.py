@@ -7,19 +7,21 @@
 * :func:`assert_envelope_matches`: hold a Redis list element against a golden capture.
 """
 
-from .envelopes import assert_envelope_matches
-from .fake_operator import (
-    Behaviour,
-    Crash,
-    Delay,
-    Echo,
-    Fail,
-    FakeOperator,
-    RawRecord,
-    Reply,
-    Succeed,
-    echo_behaviour,
-)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .envelopes import assert_envelope_matches
+    from .fake_operator import (
+        Behaviour,
+        Crash,
+        Delay,
+        Echo,
+        Fail,
+        FakeOperator,
+        RawRecord,
+        Reply,
+        Succeed,
+        echo_behaviour,
+    )
 
 __all__ = (
     "Behaviour",
@@ -34,3 +36,16 @@ __all__ = (
     "assert_envelope_matches",
     "echo_behaviour",
 )
+
+
+def __getattr__(name: str) -> object:
+    # loaded on first use: the pytest plugin imports this package in every pytest run of an environment
+    # that has it, and ``python -m ...testing.fake_operator`` must not find that module imported already
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    module = import_module(".envelopes" if name == "assert_envelope_matches" else ".fake_operator", __name__)
+    value = getattr(module, name)
+    globals()[name] = value
+    return value

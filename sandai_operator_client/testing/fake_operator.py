@@ -26,7 +26,7 @@ from anyio.from_thread import start_blocking_portal
 
 from .._core.backoff import retry_while_disconnected
 from .._core.redis import CommandChannel, ConnectionLost, RedisConnection, parse_redis_url
-from ..config import VALID_PRIORITIES
+from ..config import VALID_PRIORITIES, redact_url
 from ..protocol.celery import decode_task_body
 from ..protocol.kombu_redis import decode_redis_envelope, priority_list_names
 from ..protocol.resp import RespError
@@ -490,10 +490,23 @@ def _main(argv: Optional[List[str]] = None) -> None:
     operator = FakeOperator(args.name, args.version, broker_url=args.url,
                             behaviour=(lambda p: Delay(delay, echo_behaviour(p))) if delay else echo_behaviour)
     operator.received = _Discard()
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(operator.run)
+            queues = "/".join(VALID_PRIORITIES)
+            print(f"fake operator ready: consuming {queues}.{args.name}.{args.version} on {redact_url(args.url)}"
+                  " (Ctrl-C stops it)", flush=True)
+
     try:
-        anyio.run(operator.run)
+        anyio.run(serve)
     except KeyboardInterrupt:
         pass
+    except Exception as exc:  # one line, not a traceback: the broker is unreachable or refused us
+        reason: BaseException = exc
+        while len(getattr(reason, "exceptions", ())) == 1:  # an exception group of one (any Python)
+            reason = reason.exceptions[0]  # type: ignore[attr-defined]
+        raise SystemExit(f"fake operator: {reason}") from None
 
 
 class _Discard(list):  # type: ignore[type-arg]

@@ -13,14 +13,15 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
-from .._async import AsyncOperatorClient
-from .._sync import OperatorClient
-from .fake_operator import FakeOperator
+if TYPE_CHECKING:  # the client and the fake are imported by the fixtures that use them, not by every run
+    from .._async import AsyncOperatorClient
+    from .._sync import OperatorClient
+    from .fake_operator import FakeOperator
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +47,8 @@ def sandai_operator_name() -> str:
 @pytest.fixture
 def fake_operator(sandai_redis_url: str, sandai_operator_name: str) -> Iterator[FakeOperator]:
     """A FakeOperator consuming this test's queues, running in a background thread."""
+    from .fake_operator import FakeOperator
+
     operator = FakeOperator(sandai_operator_name, "v1", broker_url=sandai_redis_url)
     with operator.in_thread():
         yield operator
@@ -54,6 +57,8 @@ def fake_operator(sandai_redis_url: str, sandai_operator_name: str) -> Iterator[
 @pytest.fixture
 def operator_client(fake_operator: FakeOperator) -> Iterator[OperatorClient]:
     """A sync client for ``fake_operator``."""
+    from .._sync import OperatorClient
+
     client = OperatorClient(fake_operator.name, fake_operator.version, broker_url=fake_operator.broker_url,
                             timeout=60)
     try:
@@ -65,6 +70,8 @@ def operator_client(fake_operator: FakeOperator) -> Iterator[OperatorClient]:
 @pytest.fixture
 async def async_operator_client(fake_operator: FakeOperator) -> AsyncIterator[AsyncOperatorClient]:
     """An async client for ``fake_operator``."""
+    from .._async import AsyncOperatorClient
+
     async with AsyncOperatorClient(fake_operator.name, fake_operator.version,
                                    broker_url=fake_operator.broker_url, timeout=60) as client:
         yield client

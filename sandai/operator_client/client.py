@@ -1,0 +1,41 @@
+"""The seed's ``sandai.operator_client.client``: the clients and what that module exposed with them."""
+
+from sandai_operator_client import (
+    AsyncOperatorClient,
+    AsyncSubmittedTask,
+    AsyncTaskHandle,
+    BatchTaskResult,
+    CeleryConfig,
+    ClientConfig,
+    HealthCheckResult,
+    LegacyBatchTasks,
+    LegacyTaskResult,
+    OperatorClient,
+    SubmittedTask,
+    TaskHandle,
+    create_async_client,
+    create_client,
+    get_celery_config,
+    get_default_celery_config,
+    resolve_client_config,
+)
+
+__all__ = (
+    "AsyncOperatorClient",
+    "AsyncSubmittedTask",
+    "AsyncTaskHandle",
+    "BatchTaskResult",
+    "CeleryConfig",
+    "ClientConfig",
+    "HealthCheckResult",
+    "LegacyBatchTasks",
+    "LegacyTaskResult",
+    "OperatorClient",
+    "SubmittedTask",
+    "TaskHandle",
+    "create_async_client",
+    "create_client",
+    "get_celery_config",
+    "get_default_celery_config",
+    "resolve_client_config",
+)
