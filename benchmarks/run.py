@@ -59,8 +59,9 @@ def seed_python() -> str:
     python = SEED_VENV / "bin" / "python"
     if not (SEED_VENV / ".installed").exists():
         subprocess.run([sys.executable, "-m", "venv", str(SEED_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "sandai-operator-client==0.4.6", "packaging"],
-                       check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "sandai-operator-client==0.4.6", "packaging"], check=True
+        )
         (SEED_VENV / ".installed").touch()
     return str(python)
 
@@ -72,8 +73,9 @@ def baseline_tree(rev: str) -> Path:
     """A worktree of this repository at ``rev`` (made once)."""
     tree = HERE / ".venvs" / f"baseline-{rev}"
     if not tree.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True, capture_output=True
+        )
     return tree
 
 
@@ -87,9 +89,13 @@ def run_one(impl: str, workload: str) -> dict:
         env = dict(os.environ, PYTHONPATH=str(HERE))
         if impl == "base":  # the baseline's package shadows the editable install of this tree
             env["PYTHONPATH"] = f"{BASELINE[0]}{os.pathsep}{HERE}"
-        out = subprocess.run([python, str(HERE / "workloads.py"), "ours" if impl == "base" else impl, workload,
-                              name, REDIS_URL, broker],
-                             capture_output=True, text=True, timeout=600, env=env)
+        out = subprocess.run(
+            [python, str(HERE / "workloads.py"), "ours" if impl == "base" else impl, workload, name, REDIS_URL, broker],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"{impl} {workload} failed:\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -116,8 +122,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(WORKLOADS))
     parser.add_argument("--baseline", help="also run this project at this git revision, as 'base'")
-    parser.add_argument("--output", help="write the results here (default: results/<UTC time>.json, not kept by "
-                                         "git; results/latest.json is a copy)")
+    parser.add_argument(
+        "--output",
+        help="write the results here (default: results/<UTC time>.json, not kept by "
+        "git; results/latest.json is a copy)",
+    )
     args = parser.parse_args()
     chosen = args.only.split(",")
     if args.baseline:
@@ -145,27 +154,49 @@ def main() -> None:
         extra = {impl: statistics.median(s.get("p99_ms", 0) for s in runs) for impl, runs in ok.items()}
         rss = {impl: statistics.median(s["peak_rss_mb"] for s in runs) for impl, runs in ok.items()}
         socks = {impl: runs[-1].get("sockets") for impl, runs in ok.items()}
-        rows.append({"workload": workload, "metric": metric, "median": med, "p99_ms": extra, "peak_rss_mb": rss,
-                     "sockets": socks, "failed": {impl: f for impl, f in failed.items() if f},
-                     "ours_vs_seed": (med["ours"] / med["seed"]) if "seed" in med and "ours" in med else None,
-                     "ours_vs_bare": (med["ours"] / med["bare"]) if "bare" in med and "ours" in med else None,
-                     "raw_vs_seed": (med["raw"] / med["seed"]) if "raw" in med and "seed" in med else None,
-                     "ours_vs_base": (med["ours"] / med["base"]) if "base" in med and "ours" in med else None})
+        rows.append(
+            {
+                "workload": workload,
+                "metric": metric,
+                "median": med,
+                "p99_ms": extra,
+                "peak_rss_mb": rss,
+                "sockets": socks,
+                "failed": {impl: f for impl, f in failed.items() if f},
+                "ours_vs_seed": (med["ours"] / med["seed"]) if "seed" in med and "ours" in med else None,
+                "ours_vs_bare": (med["ours"] / med["bare"]) if "bare" in med and "ours" in med else None,
+                "raw_vs_seed": (med["raw"] / med["seed"]) if "raw" in med and "seed" in med else None,
+                "ours_vs_base": (med["ours"] / med["base"]) if "base" in med and "ours" in med else None,
+            }
+        )
     print()
-    print(f"{'workload':16} {'metric':10} {'ours':>10} {'seed':>10} {'bare':>10} {'ours/seed':>10} {'ours/bare':>10}"
-          f" {'raw/seed':>10} {'ours/base':>10}")
+    print(
+        f"{'workload':16} {'metric':10} {'ours':>10} {'seed':>10} {'bare':>10} {'ours/seed':>10} {'ours/bare':>10}"
+        f" {'raw/seed':>10} {'ours/base':>10}"
+    )
     for row in rows:
         m = row["median"]
         fmt = lambda v: f"{v:10.2f}" if isinstance(v, (int, float)) else f"{'-':>10}"  # noqa: E731
-        print(f"{row['workload']:16} {row['metric']:10} {fmt(m.get('ours'))} {fmt(m.get('seed'))} "
-              f"{fmt(m.get('bare'))} {fmt(row['ours_vs_seed'])} {fmt(row['ours_vs_bare'])} {fmt(row['raw_vs_seed'])}"
-              f" {fmt(row['ours_vs_base'])}")
+        print(
+            f"{row['workload']:16} {row['metric']:10} {fmt(m.get('ours'))} {fmt(m.get('seed'))} "
+            f"{fmt(m.get('bare'))} {fmt(row['ours_vs_seed'])} {fmt(row['ours_vs_bare'])} {fmt(row['raw_vs_seed'])}"
+            f" {fmt(row['ours_vs_base'])}"
+        )
         for impl, reasons in row["failed"].items():
             print(f"{'':16} {impl} failed {len(reasons)} of {args.rounds} run(s): {reasons[0]}")
     (HERE / "results").mkdir(exist_ok=True)
-    text = json.dumps({"rounds": args.rounds, "python": sys.version.split()[0], "rows": rows,
-                       "samples": {f"{workload}/{impl}": runs for (workload, impl), runs in samples.items()}},
-                      indent=2) + "\n"
+    text = (
+        json.dumps(
+            {
+                "rounds": args.rounds,
+                "python": sys.version.split()[0],
+                "rows": rows,
+                "samples": {f"{workload}/{impl}": runs for (workload, impl), runs in samples.items()},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     output = Path(args.output) if args.output else HERE / "results" / f"{stamp}.json"
     output.write_text(text)

@@ -88,9 +88,13 @@ class Bare:
         self.uuid = uuid
         self.r = redis.Redis.from_url(URL)
         self.p = self.r.pubsub()
-        message = encode_task_message(task_id="TASKID", task_name=operator_task_name(NAME, "v1"),
-                                      kwargs={"meta": {"persistent-output": False}, "artifacts": [],
-                                              "options": {"text": "x"}}, origin="bench", reply_to="r")
+        message = encode_task_message(
+            task_id="TASKID",
+            task_name=operator_task_name(NAME, "v1"),
+            kwargs={"meta": {"persistent-output": False}, "artifacts": [], "options": {"text": "x"}},
+            origin="bench",
+            reply_to="r",
+        )
         self.template = encode_redis_envelope(message, queue=f"normal.{NAME}.v1", delivery_tag="TAG")
         self.queue = f"normal.{NAME}.v1"
 

@@ -56,8 +56,22 @@ def redis_url() -> Iterator[str]:
         return
     workdir = Path(tempfile.mkdtemp(prefix="sandai-demo-"))
     sock = workdir / "redis.sock"
-    server = subprocess.Popen([_redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "",
-                               "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            _redis_server_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             if sock.exists():
@@ -85,8 +99,10 @@ def main() -> None:
             batch = client.batch_sync_detailed(tasks, timeout=60)
             elapsed = time.perf_counter() - started
             ok = sum(r.success for r in batch)
-            print(f"batch_sync_detailed(500): {ok} succeeded, {len(batch) - ok} failed in {elapsed * 1e3:.1f} ms "
-                  f"({len(batch) / elapsed:,.0f} tasks/s)")
+            print(
+                f"batch_sync_detailed(500): {ok} succeeded, {len(batch) - ok} failed in {elapsed * 1e3:.1f} ms "
+                f"({len(batch) / elapsed:,.0f} tasks/s)"
+            )
             for r in [*batch[:3], batch[7]]:
                 print(f"  #{r.index} {r.task_id} -> {r.results if r.success else repr(r.error)}")
             print(f"desc: {client.desc['doc']}")

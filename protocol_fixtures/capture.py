@@ -194,14 +194,27 @@ def capture_seed() -> None:
     cases.append({"name": "seed-desc", "task_id": result.id, "lists": _drain(r, f"high.{name}".encode())})
     _write(
         "seed_client.json",
-        {"versions": {"sandai-operator-client": version("sandai-operator-client"), "celery": version("celery"),
-                      "kombu": version("kombu")}, "operator": name, "cases": cases},
+        {
+            "versions": {
+                "sandai-operator-client": version("sandai-operator-client"),
+                "celery": version("celery"),
+                "kombu": version("kombu"),
+            },
+            "operator": name,
+            "cases": cases,
+        },
     )
 
 
 # --------------------------------------------------------------------------- the seed's public surface
-SEED_MODULES = ("sandai.operator_client", "sandai.operator_client.client", "sandai.operator_client.exceptions",
-                "sandai.operator_client.config", "sandai.operator_client.types", "sandai.operator_client.protocol")
+SEED_MODULES = (
+    "sandai.operator_client",
+    "sandai.operator_client.client",
+    "sandai.operator_client.exceptions",
+    "sandai.operator_client.config",
+    "sandai.operator_client.types",
+    "sandai.operator_client.protocol",
+)
 
 
 def _signature(obj) -> str:
@@ -266,8 +279,14 @@ def capture_seed_surface() -> None:
     for cls in (OperatorClient, AsyncOperatorClient):  # what __init__ sets: constructing connects nowhere
         client = cls("surface", "v1", broker_url="redis://127.0.0.1:1/0")
         instance_attributes[cls.__name__] = sorted(n for n in vars(client) if not n.startswith("_"))
-    _write("seed_surface.json", {"versions": {"sandai-operator-client": version("sandai-operator-client")},
-                                 "modules": modules, "instance_attributes": instance_attributes})
+    _write(
+        "seed_surface.json",
+        {
+            "versions": {"sandai-operator-client": version("sandai-operator-client")},
+            "modules": modules,
+            "instance_attributes": instance_attributes,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- SDK operator results
@@ -301,8 +320,10 @@ def capture_sdk(output: str = "sdk_results.json", task_serializers: tuple = ("ms
                 r.set("ck-set-" + name, "1", ex=300)
                 cases = [
                     ("success", {"options": {"text": "hello"}, "artifacts": []}),
-                    ("success-artifact",
-                     {"options": {"text": "a"}, "artifacts": [{"uri": f"file://{artifact}", "slot": "doc"}]}),
+                    (
+                        "success-artifact",
+                        {"options": {"text": "a"}, "artifacts": [{"uri": f"file://{artifact}", "slot": "doc"}]},
+                    ),
                     ("error", {"options": {"text": "x", "fail": True}, "artifacts": []}),
                     ("deadline-exceeded", {"options": {}, "artifacts": [], "deadline": time.time() - 30}),
                     ("cancelled", {"options": {}, "artifacts": [], "cancel_key": "ck-set-" + name}),
@@ -312,8 +333,12 @@ def capture_sdk(output: str = "sdk_results.json", task_serializers: tuple = ("ms
                     if "task_type" not in payload:
                         payload = {"meta": {"persistent-output": False}, **payload}
                     task_id = str(uuid.uuid4())
-                    app.send_task(f"sandai_operator.{name}.v1.process_task", kwargs=payload,
-                                  queue=f"normal.{name}.v1", task_id=task_id)
+                    app.send_task(
+                        f"sandai_operator.{name}.v1.process_task",
+                        kwargs=payload,
+                        queue=f"normal.{name}.v1",
+                        task_id=task_id,
+                    )
                     key = f"celery-task-meta-{task_id}"
                     deadline = time.time() + 60
                     while (raw := r.get(key)) is None:
@@ -321,9 +346,14 @@ def capture_sdk(output: str = "sdk_results.json", task_serializers: tuple = ("ms
                             raise SystemExit(f"operator wrote no result for {label}")
                         time.sleep(0.05)
                     r.delete(key)
-                    entry = {"name": f"sdk-{label}-task-{task_serializer}-result-{result_serializer}",
-                             "case": label, "task_serializer": task_serializer,
-                             "result_serializer": result_serializer, "task_id": task_id, "payload": payload}
+                    entry = {
+                        "name": f"sdk-{label}-task-{task_serializer}-result-{result_serializer}",
+                        "case": label,
+                        "task_serializer": task_serializer,
+                        "result_serializer": result_serializer,
+                        "task_id": task_id,
+                        "payload": payload,
+                    }
                     if result_serializer == "json":
                         entry["raw"] = raw.decode()
                     else:
@@ -335,8 +365,13 @@ def capture_sdk(output: str = "sdk_results.json", task_serializers: tuple = ("ms
             proc.wait(10)
             for key in r.scan_iter(match=f"*{name}*"):
                 r.delete(key)
-    _write(output, {"versions": {"sandai-operator-sdk": version("sandai-operator-sdk"),
-                                            "celery": version("celery")}, "records": records})
+    _write(
+        output,
+        {
+            "versions": {"sandai-operator-sdk": version("sandai-operator-sdk"), "celery": version("celery")},
+            "records": records,
+        },
+    )
 
 
 STEP_ENVS = {"celery": "celery", "seed": "seed", "seed-surface": "seed", "sdk": "sdk", "sdk-legacy": "sdk-legacy"}
@@ -361,8 +396,13 @@ def main() -> None:
     if Path(sys.prefix).resolve() != (VENVS / STEP_ENVS[what]).resolve():
         subprocess.run([str(_venv(STEP_ENVS[what])), __file__, what], check=True)  # in its own environment
         return
-    steps = {"celery": capture_celery, "seed": capture_seed, "seed-surface": capture_seed_surface, "sdk": capture_sdk,
-             "sdk-legacy": lambda: capture_sdk("sdk_0_4_0_results.json", ("json",))}
+    steps = {
+        "celery": capture_celery,
+        "seed": capture_seed,
+        "seed-surface": capture_seed_surface,
+        "sdk": capture_sdk,
+        "sdk-legacy": lambda: capture_sdk("sdk_0_4_0_results.json", ("json",)),
+    }
     steps[what]()
 
 

@@ -118,7 +118,11 @@ class AsyncOperatorClient(ClientSettings):
     ) -> AsyncTaskHandle:
         """Submit one task and return its handle without waiting."""
         task_id = await self._core.submit(
-            input_artifacts, options, priority=priority, timeout=timeout, cancel_key=cancel_key,
+            input_artifacts,
+            options,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
             persistent_output=persistent_output,
         )
         return self.handle(task_id)
@@ -146,7 +150,11 @@ class AsyncOperatorClient(ClientSettings):
                 ``ResultUnavailableError`` say whether the task was published.
         """
         return await self._core.sync(
-            input_artifacts, options, priority=priority, timeout=timeout, cancel_key=cancel_key,
+            input_artifacts,
+            options,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
             persistent_output=persistent_output,
         )
 
@@ -157,21 +165,41 @@ class AsyncOperatorClient(ClientSettings):
         ]
 
     async def batch_submit(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> List[AsyncSubmittedTask]:
         """Submit many tasks in one pipeline; per task its handle or the error that kept it back."""
-        return self._submitted(await self._core.batch_submit(
-            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
-        ))
+        return self._submitted(
+            await self._core.batch_submit(
+                tasks,
+                priority=priority,
+                timeout=timeout,
+                cancel_key=cancel_key,
+                persistent_output=persistent_output,
+            )
+        )
 
     async def batch_async(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> List[Optional[AsyncTaskHandle]]:
         """Legacy: like ``batch_submit`` but a handle or None per task."""
         submitted = await self.batch_submit(
-            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+            tasks,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
+            persistent_output=persistent_output,
         )
         return [s.handle for s in submitted]
 
@@ -182,24 +210,41 @@ class AsyncOperatorClient(ClientSettings):
         return await self._core.batch_collect([(s.index, s.task_id, s.error) for s in submissions], timeout)
 
     async def batch_sync_detailed(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> List[BatchTaskResult]:
         """Submit and collect a batch: one ``BatchTaskResult`` per task, in input order."""
         return await self._core.batch_sync_detailed(
-            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+            tasks,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
+            persistent_output=persistent_output,
         )
 
     async def batch_sync(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> List[LegacyTaskResult]:
         """Legacy: ``(artifacts, results)`` per task, ``([], {})`` for a failed one."""
         results = await self.batch_sync_detailed(
-            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+            tasks,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
+            persistent_output=persistent_output,
         )
         return [r.to_legacy_tuple() for r in results]
-
 
     async def cancel(self, cancel_key: str, ttl: Optional[float] = None) -> None:
         """Cancel every not-yet-started task that carries ``cancel_key`` (operators skip it).
@@ -219,12 +264,21 @@ class AsyncOperatorClient(ClientSettings):
         return self._core.iter_completed(as_submissions(tasks), timeout)
 
     async def batch_iter(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> AsyncIterator[BatchTaskResult]:
         """Submit a batch and yield its results in completion order (``as_completed`` of ``batch_submit``)."""
         submissions = await self._core.batch_submit(
-            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+            tasks,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
+            persistent_output=persistent_output,
         )
         results = self._core.iter_completed(submissions, timeout)
         try:
@@ -244,7 +298,6 @@ class AsyncOperatorClient(ClientSettings):
     async def ping(self, timeout: float = 10) -> bool:
         """True when the submit path works (``probe().submit_ok``)."""
         return (await self.probe(timeout=timeout)).submit_ok
-
 
 
 def create_async_client(
@@ -287,7 +340,16 @@ def create_async_client(
         ValueError: the result backend is not Redis, or a serializer is neither json nor msgpack.
     """
     return AsyncOperatorClient(
-        operator_name, operator_version, broker_url=broker_url, result_backend=result_backend, timeout=timeout,
-        debug=debug, priority=priority, cancel_key=cancel_key, auto_forget_result=auto_forget_result,
-        connection=connection, task_serializer=task_serializer, result_serializer=result_serializer,
+        operator_name,
+        operator_version,
+        broker_url=broker_url,
+        result_backend=result_backend,
+        timeout=timeout,
+        debug=debug,
+        priority=priority,
+        cancel_key=cancel_key,
+        auto_forget_result=auto_forget_result,
+        connection=connection,
+        task_serializer=task_serializer,
+        result_serializer=result_serializer,
     )

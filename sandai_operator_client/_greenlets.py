@@ -79,8 +79,9 @@ class _InPlaceExecutor(concurrent.futures.ThreadPoolExecutor):
         return future
 
 
-def run_from_greenlet(loop: asyncio.AbstractEventLoop, func: Callable[..., Awaitable[T]], *args: Any,
-                      timeout: Optional[float] = None) -> T:
+def run_from_greenlet(
+    loop: asyncio.AbstractEventLoop, func: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[float] = None
+) -> T:
     """Run ``await func(*args)`` as a task of ``loop`` (in the loop thread) while the calling greenlet
     waits in its hub; killing the greenlet (or ``timeout``, then ``TimeoutError``) cancels the task."""
     import gevent

@@ -76,8 +76,7 @@ class LoopThread:
     def _checked_portal(self) -> BlockingPortal:
         if threading.get_ident() == self._ident:
             raise RuntimeError(
-                "a sync OperatorClient was called from its own event loop thread; "
-                "use AsyncOperatorClient in async code"
+                "a sync OperatorClient was called from its own event loop thread; use AsyncOperatorClient in async code"
             )
         assert self._portal is not None
         return self._portal

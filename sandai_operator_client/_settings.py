@@ -61,9 +61,17 @@ class ClientSettings:
     ) -> None:
         check_priority(priority)
         config = resolve_client_config(
-            operator_name, operator_version, broker_url=broker_url, result_backend=result_backend,
-            timeout=timeout, debug=debug, priority=priority, cancel_key=cancel_key,
-            auto_forget_result=auto_forget_result, connection=connection, task_serializer=task_serializer,
+            operator_name,
+            operator_version,
+            broker_url=broker_url,
+            result_backend=result_backend,
+            timeout=timeout,
+            debug=debug,
+            priority=priority,
+            cancel_key=cancel_key,
+            auto_forget_result=auto_forget_result,
+            connection=connection,
+            task_serializer=task_serializer,
             result_serializer=result_serializer,
         )
         self.config = config
@@ -83,8 +91,11 @@ class ClientSettings:
         self.result_serializer = config.celery.result_serializer
         self._open()
 
-    celery_app = gone("celery_app", "there is no Celery app; the settings are this client's attributes and "
-                                    "`config` (serializers: the task_serializer= keyword)")
+    celery_app = gone(
+        "celery_app",
+        "there is no Celery app; the settings are this client's attributes and "
+        "`config` (serializers: the task_serializer= keyword)",
+    )
     transport = gone("transport", "the client speaks the protocol itself; use its methods")
 
     def _open(self) -> None:

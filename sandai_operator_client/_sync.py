@@ -193,10 +193,17 @@ class OperatorClient(ClientSettings):
         persistent_output: bool = False,
     ) -> TaskHandle:
         """Submit one task; its handle."""
-        return self.handle(self._call(
-            OperatorCore.submit, input_artifacts, options, priority=priority, timeout=timeout,
-            cancel_key=cancel_key, persistent_output=persistent_output,
-        ))
+        return self.handle(
+            self._call(
+                OperatorCore.submit,
+                input_artifacts,
+                options,
+                priority=priority,
+                timeout=timeout,
+                cancel_key=cancel_key,
+                persistent_output=persistent_output,
+            )
+        )
 
     def sync(
         self,
@@ -221,8 +228,13 @@ class OperatorClient(ClientSettings):
                 ``ResultUnavailableError`` say whether the task was published.
         """
         return self._call(
-            OperatorCore.sync, input_artifacts, options, priority=priority, timeout=timeout,
-            cancel_key=cancel_key, persistent_output=persistent_output,
+            OperatorCore.sync,
+            input_artifacts,
+            options,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
+            persistent_output=persistent_output,
         )
 
     def _submitted(self, submissions: List[Submission]) -> List[SubmittedTask]:
@@ -232,52 +244,88 @@ class OperatorClient(ClientSettings):
         ]
 
     def batch_submit(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> List[SubmittedTask]:
         """Submit many tasks in one pipeline; per task its handle or the error that kept it back."""
-        return self._submitted(self._call(
-            OperatorCore.batch_submit, tasks, priority=priority, timeout=timeout, cancel_key=cancel_key,
-            persistent_output=persistent_output,
-        ))
+        return self._submitted(
+            self._call(
+                OperatorCore.batch_submit,
+                tasks,
+                priority=priority,
+                timeout=timeout,
+                cancel_key=cancel_key,
+                persistent_output=persistent_output,
+            )
+        )
 
     def batch_async(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> List[Optional[TaskHandle]]:
         """Legacy: like ``batch_submit`` but a handle or None per task."""
         submitted = self.batch_submit(
-            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+            tasks,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
+            persistent_output=persistent_output,
         )
         return [s.async_result for s in submitted]
 
-    def batch_collect(self, submissions: List[SubmittedTask], *, timeout: Optional[float] = None
-                      ) -> List[BatchTaskResult]:
+    def batch_collect(
+        self, submissions: List[SubmittedTask], *, timeout: Optional[float] = None
+    ) -> List[BatchTaskResult]:
         """Wait for a submitted batch; ``timeout`` is one budget for the whole batch. Input order."""
-        return self._call(
-            OperatorCore.batch_collect, [(s.index, s.task_id, s.error) for s in submissions], timeout
-        )
+        return self._call(OperatorCore.batch_collect, [(s.index, s.task_id, s.error) for s in submissions], timeout)
 
     def batch_sync_detailed(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> List[BatchTaskResult]:
         """Submit and collect a batch: one ``BatchTaskResult`` per task, in input order."""
         return self._call(
-            OperatorCore.batch_sync_detailed, tasks, priority=priority, timeout=timeout, cancel_key=cancel_key,
+            OperatorCore.batch_sync_detailed,
+            tasks,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
             persistent_output=persistent_output,
         )
 
     def batch_sync(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> List[LegacyTaskResult]:
         """Legacy: ``(artifacts, results)`` per task, ``([], {})`` for a failed one."""
         results = self.batch_sync_detailed(
-            tasks, priority=priority, timeout=timeout, cancel_key=cancel_key, persistent_output=persistent_output,
+            tasks,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
+            persistent_output=persistent_output,
         )
         return [r.to_legacy_tuple() for r in results]
-
 
     def cancel(self, cancel_key: str, ttl: Optional[float] = None) -> None:
         """Cancel every not-yet-started task that carries ``cancel_key`` (operators skip it).
@@ -296,12 +344,21 @@ class OperatorClient(ClientSettings):
         return self._iterate(as_submissions(tasks), timeout)
 
     def batch_iter(
-        self, tasks: LegacyBatchTasks, *, priority: Optional[Priority] = None, timeout: Optional[float] = None,
-        cancel_key: Optional[str] = None, persistent_output: bool = False,
+        self,
+        tasks: LegacyBatchTasks,
+        *,
+        priority: Optional[Priority] = None,
+        timeout: Optional[float] = None,
+        cancel_key: Optional[str] = None,
+        persistent_output: bool = False,
     ) -> Iterator[BatchTaskResult]:
         """Submit a batch and iterate its results in completion order."""
         submissions = self._call(
-            OperatorCore.batch_submit, tasks, priority=priority, timeout=timeout, cancel_key=cancel_key,
+            OperatorCore.batch_submit,
+            tasks,
+            priority=priority,
+            timeout=timeout,
+            cancel_key=cancel_key,
             persistent_output=persistent_output,
         )
         return self._iterate(submissions, timeout)
@@ -323,7 +380,6 @@ class OperatorClient(ClientSettings):
     def ping(self, timeout: float = 10) -> bool:
         """True when the submit path works (``probe().submit_ok``)."""
         return self.probe(timeout=timeout).submit_ok
-
 
 
 class _BlockingIterator(Iterator[BatchTaskResult]):
@@ -423,7 +479,16 @@ def create_client(
         ValueError: the result backend is not Redis, or a serializer is neither json nor msgpack.
     """
     return OperatorClient(
-        operator_name, operator_version, broker_url=broker_url, result_backend=result_backend, timeout=timeout,
-        debug=debug, priority=priority, cancel_key=cancel_key, auto_forget_result=auto_forget_result,
-        connection=connection, task_serializer=task_serializer, result_serializer=result_serializer,
+        operator_name,
+        operator_version,
+        broker_url=broker_url,
+        result_backend=result_backend,
+        timeout=timeout,
+        debug=debug,
+        priority=priority,
+        cancel_key=cancel_key,
+        auto_forget_result=auto_forget_result,
+        connection=connection,
+        task_serializer=task_serializer,
+        result_serializer=result_serializer,
     )

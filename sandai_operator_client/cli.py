@@ -29,8 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--broker-url", help="default: SANDAI_OPERATOR_CELERY_BROKER_URL or redis://localhost:6379/0")
     parser.add_argument("--result-backend", help="default: SANDAI_OPERATOR_CELERY_RESULT_BACKEND or the broker")
-    parser.add_argument("--task-serializer", choices=("msgpack", "json"),
-                        help="default: SANDAI_OPERATOR_CELERY_TASK_SERIALIZER or msgpack (json for SDK <= 0.4.0)")
+    parser.add_argument(
+        "--task-serializer",
+        choices=("msgpack", "json"),
+        help="default: SANDAI_OPERATOR_CELERY_TASK_SERIALIZER or msgpack (json for SDK <= 0.4.0)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -40,8 +43,13 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     def task_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--artifact", action="append", default=[], metavar="URI[#SLOT]",
-                       help="an input artifact (repeatable); #slot names its slot")
+        p.add_argument(
+            "--artifact",
+            action="append",
+            default=[],
+            metavar="URI[#SLOT]",
+            help="an input artifact (repeatable); #slot names its slot",
+        )
         p.add_argument("--options", default="{}", help="options as a JSON object")
         p.add_argument("--priority", choices=VALID_PRIORITIES)
         p.add_argument("--timeout", type=float, help="seconds: the task's deadline and the wait")
@@ -95,8 +103,12 @@ def _print(value: Any, out: TextIO = sys.stdout) -> None:
 
 
 def _result_line(result: BatchTaskResult) -> Dict[str, Any]:
-    line: Dict[str, Any] = {"index": result.index, "task_id": result.task_id, "submitted": result.submitted,
-                            "success": result.success}
+    line: Dict[str, Any] = {
+        "index": result.index,
+        "task_id": result.task_id,
+        "submitted": result.submitted,
+        "success": result.success,
+    }
     if result.success:
         line.update(artifacts=result.artifacts, results=result.results)
     else:
@@ -137,8 +149,10 @@ class _Progress:
             eta = (self.total - self.done) / rate if rate else 0.0
             width = 30
             filled = int(width * self.done / max(self.total, 1))
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                             f"{rate:,.0f}/s ETA {eta:,.1f}s failed {self.failed}")
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"{rate:,.0f}/s ETA {eta:,.1f}s failed {self.failed}"
+            )
             if self.done == self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -171,11 +185,20 @@ def _batch(client: OperatorClient, args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    with OperatorClient(args.operator, args.version, broker_url=args.broker_url,
-                        result_backend=args.result_backend, task_serializer=args.task_serializer) as client:
+    with OperatorClient(
+        args.operator,
+        args.version,
+        broker_url=args.broker_url,
+        result_backend=args.result_backend,
+        task_serializer=args.task_serializer,
+    ) as client:
         if args.command in ("call", "submit"):
-            controls = dict(priority=args.priority, timeout=args.timeout, cancel_key=args.cancel_key,
-                            persistent_output=args.persistent_output)
+            controls = dict(
+                priority=args.priority,
+                timeout=args.timeout,
+                cancel_key=args.cancel_key,
+                persistent_output=args.persistent_output,
+            )
             artifacts, options = _artifacts(args.artifact), _json_object(args.options, "--options")
             if args.command == "submit":
                 print(client.async_call(artifacts, options, **controls).id)
@@ -223,8 +246,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_TIMEOUT
     except OperatorError as exc:
-        _print({"error": {"type": type(exc).__name__, "message": str(exc),
-                          "details": getattr(exc, "error_details", None)}}, sys.stderr)
+        _print(
+            {
+                "error": {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "details": getattr(exc, "error_details", None),
+                }
+            },
+            sys.stderr,
+        )
         return EXIT_TASK_FAILED
     except KeyboardInterrupt:
         return 130

@@ -55,8 +55,10 @@ class TaskExecutionError(OperatorError):
         super().__init__(f"Task {task_id} failed: {error_message}")
 
     def __reduce__(self) -> Any:
-        return (_rebuild_execution_error, (type(self), self.task_id, self.error_message, self.error_details,
-                                           self.error_type))
+        return (
+            _rebuild_execution_error,
+            (type(self), self.task_id, self.error_message, self.error_details, self.error_type),
+        )
 
 
 def _rebuild_execution_error(

@@ -44,31 +44,47 @@ def load_fixture(name: str) -> Dict[str, Any]:
 def sdk_python() -> str:
     path = Path(os.environ.get("SANDAI_SDK_PYTHON", ROOT / ".interop" / "sdk-0.6.2" / "bin" / "python"))
     if not path.exists():
-        pytest.fail(f"the operator SDK environment is missing ({path}); run `make interop` (make test does)",
-                    pytrace=False)
+        pytest.fail(
+            f"the operator SDK environment is missing ({path}); run `make interop` (make test does)", pytrace=False
+        )
     return str(path)
 
 
 class SdkOperator:
     """A real operator (protocol_fixtures/echo_operator.py) in the SDK's own virtualenv."""
 
-    def __init__(self, redis_url: str, name: str, tmp: Path, extra_env: Dict[str, str],
-                 broker_url: str = "", python: str = "") -> None:
+    def __init__(
+        self, redis_url: str, name: str, tmp: Path, extra_env: Dict[str, str], broker_url: str = "", python: str = ""
+    ) -> None:
         self.name, self.version = name, "v1"
         self.broker_url, self.result_backend = broker_url or redis_url, redis_url
         self.log = tmp / f"{name}.log"
-        env = dict(os.environ, SANDAI_OPERATOR_ENV="prod", SANDAI_OPERATOR_CELERY_BROKER_URL=self.broker_url,
-                   SANDAI_OPERATOR_CELERY_RESULT_BACKEND=redis_url, SANDAI_OPERATOR_TEMP_DIR=str(tmp / "artifacts"))
+        env = dict(
+            os.environ,
+            SANDAI_OPERATOR_ENV="prod",
+            SANDAI_OPERATOR_CELERY_BROKER_URL=self.broker_url,
+            SANDAI_OPERATOR_CELERY_RESULT_BACKEND=redis_url,
+            SANDAI_OPERATOR_TEMP_DIR=str(tmp / "artifacts"),
+        )
         env.update(extra_env)
-        self.proc = subprocess.Popen([python or sdk_python(), str(FIXTURES / "echo_operator.py"), name, "v1"], env=env,
-                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [python or sdk_python(), str(FIXTURES / "echo_operator.py"), name, "v1"],
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_ready(self, timeout: float = 90, task_serializer: str = "msgpack") -> None:
         from sandai_operator_client import create_client
 
         deadline = time.monotonic() + timeout
-        with create_client(self.name, self.version, broker_url=self.broker_url,
-                           result_backend=self.result_backend, task_serializer=task_serializer) as client:
+        with create_client(
+            self.name,
+            self.version,
+            broker_url=self.broker_url,
+            result_backend=self.result_backend,
+            task_serializer=task_serializer,
+        ) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     pytest.fail(f"SDK operator exited: {self.log.read_text()[-3000:]}", pytrace=False)
@@ -150,8 +166,9 @@ class AmqpSdkOperator(SdkOperator):
 
 
 @pytest.fixture(scope="session")
-def sdk_operator_amqp(amqp_url: str, redis_url: str, tmp_path_factory: Any, redis_admin: redis.Redis
-                      ) -> Iterator[AmqpSdkOperator]:
+def sdk_operator_amqp(
+    amqp_url: str, redis_url: str, tmp_path_factory: Any, redis_admin: redis.Redis
+) -> Iterator[AmqpSdkOperator]:
     """A real SDK operator on RabbitMQ with Redis results; tasks are sent before it first starts."""
     from sandai_operator_client import create_client
 

@@ -31,8 +31,9 @@ pytestmark = pytest.mark.anyio
 
 
 # ---------------------------------------------------------------------------- cancel
-def test_cancel_with_fake(operator_client: OperatorClient, fake_operator: FakeOperator,
-                          redis_admin: redis.Redis) -> None:
+def test_cancel_with_fake(
+    operator_client: OperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis
+) -> None:
     key = f"ck-{uuid.uuid4().hex}"
     operator_client.cancel(key, ttl=30)
     try:
@@ -90,22 +91,30 @@ def test_as_completed_sync(operator_client: OperatorClient, fake_operator: FakeO
     assert [r.index for r in results] == [4, 1, 2, 0, 3]
     assert isinstance(results[-1].error, TaskTimeoutError) and results[0].results["echo"] == "4"
     assert time.monotonic() - started < 6
-    ordered = list(operator_client.batch_iter([([], {"text": "a", "delay": 0.2}), ([], {"text": "b", "delay": 0}),
-                                               ([], "bad")], timeout=10))
+    ordered = list(
+        operator_client.batch_iter(
+            [([], {"text": "a", "delay": 0.2}), ([], {"text": "b", "delay": 0}), ([], "bad")], timeout=10
+        )
+    )
     assert [r.index for r in ordered] == [2, 1, 0] and not ordered[0].submitted
 
 
 async def test_as_completed_async(async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator) -> None:
     fake_operator.behaviour = lambda p: Delay(p["options"]["delay"], Echo())
-    submitted = await async_operator_client.batch_submit([([], {"text": str(i), "delay": d})
-                                                          for i, d in enumerate([0.3, 0.0, 0.15])])
+    submitted = await async_operator_client.batch_submit(
+        [([], {"text": str(i), "delay": d}) for i, d in enumerate([0.3, 0.0, 0.15])]
+    )
     seen: List[int] = []
     async with aclosing(async_operator_client.as_completed(submitted, timeout=10)) as results:  # type: ignore[type-var]
         async for result in results:
             seen.append(result.index)
     assert seen == [1, 2, 0]
-    seen = [r.index async for r in async_operator_client.batch_iter([([], {"text": "x", "delay": 0.2}),
-                                                                     ([], {"text": "y", "delay": 0})])]
+    seen = [
+        r.index
+        async for r in async_operator_client.batch_iter(
+            [([], {"text": "x", "delay": 0.2}), ([], {"text": "y", "delay": 0})]
+        )
+    ]
     assert seen == [1, 0]
     # leaving early releases the subscriptions
     async with aclosing(async_operator_client.as_completed(submitted, timeout=10)) as results:  # type: ignore[type-var]
@@ -149,8 +158,14 @@ def test_tracing_context_reaches_the_payload(operator_client: OperatorClient, fa
 
 # ---------------------------------------------------------------------------- CLI
 def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sandai_operator_client", *args], capture_output=True, text=True,
-                          input=stdin, timeout=120, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return subprocess.run(
+        [sys.executable, "-m", "sandai_operator_client", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
 
 
 def test_cli_end_to_end(fake_operator: FakeOperator, tmp_path: Path) -> None:
@@ -158,8 +173,10 @@ def test_cli_end_to_end(fake_operator: FakeOperator, tmp_path: Path) -> None:
     name = [fake_operator.name, "v1"]
     out = _cli(*common, "call", *name, "--artifact", "s3://b/in.mp4#video", "--options", '{"text": "cli"}')
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {"artifacts": [{"uri": "s3://b/in.mp4", "slot": "video"}],
-                                      "results": {"echo": "cli", "n_artifacts": 1}}
+    assert json.loads(out.stdout) == {
+        "artifacts": [{"uri": "s3://b/in.mp4", "slot": "video"}],
+        "results": {"echo": "cli", "n_artifacts": 1},
+    }
     assert _cli(*common, "call", *name, "--options", '{"fail": true}').returncode == 1
     as_json = _cli(*common, "--task-serializer", "json", "call", *name, "--options", '{"text": "j"}')
     assert json.loads(as_json.stdout)["results"]["echo"] == "j", as_json.stderr
@@ -209,10 +226,13 @@ def test_conformance_passes_against_the_real_operator(sdk_operator: SdkOperator)
         ({"serve_desc": False}, "desc answers"),
     ],
 )
-def test_conformance_fails_against_broken_operators(redis_url: str, unique_name: str, broken: Any,
-                                                    failing: str) -> None:
-    with FakeOperator(unique_name, broker_url=redis_url, **broken).in_thread(), \
-            create_client(unique_name, "v1", broker_url=redis_url) as client:
+def test_conformance_fails_against_broken_operators(
+    redis_url: str, unique_name: str, broken: Any, failing: str
+) -> None:
+    with (
+        FakeOperator(unique_name, broker_url=redis_url, **broken).in_thread(),
+        create_client(unique_name, "v1", broker_url=redis_url) as client,
+    ):
         report = run_conformance(client, timeout=1.5)
     assert not report.passed
     failed = [c for c in report.checks if not c.passed]
@@ -229,9 +249,10 @@ def test_conformance_cli_against_fake(fake_operator: FakeOperator) -> None:
 def test_garbage_record_is_a_conformance_failure(redis_url: str, unique_name: str) -> None:
     from sandai_operator_client.testing import RawRecord
 
-    with FakeOperator(unique_name, broker_url=redis_url, behaviour=lambda p: RawRecord(b"\x80\x04garbage")
-                      ).in_thread(), create_client(unique_name, "v1", broker_url=redis_url) as client:
+    with (
+        FakeOperator(unique_name, broker_url=redis_url, behaviour=lambda p: RawRecord(b"\x80\x04garbage")).in_thread(),
+        create_client(unique_name, "v1", broker_url=redis_url) as client,
+    ):
         report = run_conformance(client, timeout=3)
     detail = next(c for c in report.checks if c.name.startswith("task answers")).detail
     assert "pickle" in detail
-

@@ -32,8 +32,9 @@ def _eventually(predicate: Any, timeout: float = 5.0) -> bool:
     return bool(predicate())
 
 
-async def test_cancel_scope_leaves_nothing(async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator,
-                                           redis_admin: redis.Redis) -> None:
+async def test_cancel_scope_leaves_nothing(
+    async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis
+) -> None:
     fake_operator.behaviour = lambda payload: Crash()
     hub = async_operator_client._core.hub
     with anyio.move_on_after(0.3):
@@ -56,8 +57,9 @@ async def test_cancel_scope_leaves_nothing(async_operator_client: AsyncOperatorC
             await anyio.sleep(0.02)
 
 
-async def test_cancelled_waiter_does_not_disturb_others(async_operator_client: AsyncOperatorClient,
-                                                        fake_operator: FakeOperator) -> None:
+async def test_cancelled_waiter_does_not_disturb_others(
+    async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator
+) -> None:
     # the reader role moves between waiters: cancelling whoever reads must hand it on
     results: List[Any] = []
 
@@ -75,7 +77,8 @@ async def test_cancelled_waiter_does_not_disturb_others(async_operator_client: A
 
 
 async def test_waiters_of_one_task_each_get_its_result_whoever_leaves_first(
-        async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis) -> None:
+    async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis
+) -> None:
     # several watches of one channel: the first is kept apart from the others, and whichever leaves
     # (the first included, by cancellation) the rest still get the result; the last one unsubscribes
     handle = await async_operator_client.async_call([], {"text": "shared", "sleep": 0.4})
@@ -103,8 +106,9 @@ async def test_waiters_of_one_task_each_get_its_result_whoever_leaves_first(
     assert _eventually(lambda: _subscribed(redis_admin, [handle.task_id]) == 0)
 
 
-async def test_each_waiter_times_out_at_its_own_deadline(async_operator_client: AsyncOperatorClient,
-                                                       fake_operator: FakeOperator) -> None:
+async def test_each_waiter_times_out_at_its_own_deadline(
+    async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator
+) -> None:
     # Only the reader holds a cancel scope; a waiter parked behind it with an earlier deadline lowers
     # that scope's deadline, and the reader wakes it in time while it goes on reading for the others.
     fake_operator.behaviour = lambda payload: Crash()  # nothing ever answers
@@ -125,16 +129,16 @@ async def test_each_waiter_times_out_at_its_own_deadline(async_operator_client: 
                     waiters.start_soon(short, timeout)
         assert hub.waiting == 0  # every parked waiter left; the reader still reads
         # a waiter with time left is still served after the others timed out
-        fake_operator.behaviour = lambda payload: __import__(
-            "sandai_operator_client.testing", fromlist=["Echo"]).Echo()
+        fake_operator.behaviour = lambda payload: __import__("sandai_operator_client.testing", fromlist=["Echo"]).Echo()
         assert (await async_operator_client.sync([], {"text": "late"}, timeout=10))[1]["echo"] == "late"
         tg.cancel_scope.cancel()
     assert sorted(timed_out) == [0.2, 0.2, 0.4, 0.6]
     assert hub.watched_channels == 0 and hub.waiting == 0
 
 
-def test_keyboard_interrupt_in_sync_client(operator_client: OperatorClient, fake_operator: FakeOperator,
-                                           redis_admin: redis.Redis) -> None:
+def test_keyboard_interrupt_in_sync_client(
+    operator_client: OperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis
+) -> None:
     fake_operator.behaviour = lambda payload: Crash()
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
@@ -148,8 +152,7 @@ def test_keyboard_interrupt_in_sync_client(operator_client: OperatorClient, fake
     ids = [p["_task_id"] for p in fake_operator.received]
     assert _eventually(lambda: _subscribed(redis_admin, ids) == 0)
     # the client still works afterwards
-    fake_operator.behaviour = lambda payload: __import__(
-        "sandai_operator_client.testing", fromlist=["Echo"]).Echo()
+    fake_operator.behaviour = lambda payload: __import__("sandai_operator_client.testing", fromlist=["Echo"]).Echo()
     assert operator_client.sync([], {"text": "after"})[1]["echo"] == "after"
 
 
@@ -168,8 +171,9 @@ def test_threads_share_a_client(operator_client: OperatorClient) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda i: operator_client.sync([], {"text": str(i), "sleep": 0.05})[1]["echo"],
-                                range(64)))
+        results = list(
+            pool.map(lambda i: operator_client.sync([], {"text": str(i), "sleep": 0.05})[1]["echo"], range(64))
+        )
     assert results == [str(i) for i in range(64)]
     assert operator_client._loop_core is not None  # the shared loop was used
 

@@ -96,8 +96,9 @@ def test_desc_is_cached(operator_client: OperatorClient, fake_operator: FakeOper
 
 
 @pytest.mark.parametrize("priority", ["high", "normal", "low", "very_low"])
-def test_priorities_route_to_queues(operator_client: OperatorClient, fake_operator: FakeOperator,
-                                    priority: str) -> None:
+def test_priorities_route_to_queues(
+    operator_client: OperatorClient, fake_operator: FakeOperator, priority: str
+) -> None:
     operator_client.sync([], {"text": priority}, priority=priority)
     assert fake_operator.received[-1]["_priority"] == priority
     assert operator_client.get_queue_info()[priority] == f"{priority}.{fake_operator.name}.v1"
@@ -112,8 +113,9 @@ def test_invalid_priority(operator_client: OperatorClient, redis_url: str) -> No
         operator_client.batch_sync_detailed([([], {})], priority="urgent")
 
 
-def test_bad_input_never_reaches_the_queue(operator_client: OperatorClient, fake_operator: FakeOperator,
-                                           redis_admin: redis.Redis) -> None:
+def test_bad_input_never_reaches_the_queue(
+    operator_client: OperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis
+) -> None:
     with pytest.raises(InvalidTaskInputError):
         operator_client.sync([{"no": "uri"}], {})
     with pytest.raises(InvalidTaskInputError):
@@ -183,8 +185,9 @@ def test_dead_broker_is_a_typed_error_within_seconds(unique_name: str) -> None:
     assert "s3cret" not in str(info.value) and "s3cret" not in repr(client) and "s3cret" not in (health.error or "")
 
 
-def test_environment_variables(monkeypatch: pytest.MonkeyPatch, fake_operator: FakeOperator,
-                               redis_admin: redis.Redis) -> None:
+def test_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, fake_operator: FakeOperator, redis_admin: redis.Redis
+) -> None:
     monkeypatch.setenv("SANDAI_OPERATOR_CELERY_BROKER_URL", fake_operator.broker_url)
     monkeypatch.setenv("SANDAI_OPERATOR_CELERY_TASK_SERIALIZER", "json")
     monkeypatch.setenv("SANDAI_OPERATOR_AUTO_FORGET_RESULT", "false")
@@ -197,8 +200,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch, fake_operator: F
     redis_admin.delete(f"celery-task-meta-{handle.id}")
 
 
-def test_serializers_by_keyword_or_environment_with_explicit_urls(monkeypatch: pytest.MonkeyPatch,
-                                                                   fake_operator: FakeOperator) -> None:
+def test_serializers_by_keyword_or_environment_with_explicit_urls(
+    monkeypatch: pytest.MonkeyPatch, fake_operator: FakeOperator
+) -> None:
     # the seed ignored the variables when URLs were passed; here the keyword wins, else the variable
     url = fake_operator.broker_url
     with create_client(fake_operator.name, "v1", broker_url=url, task_serializer="json") as client:
@@ -214,8 +218,9 @@ def test_serializers_by_keyword_or_environment_with_explicit_urls(monkeypatch: p
         create_client(fake_operator.name, "v1", broker_url=url, task_serializer="pickle")
 
 
-def test_auto_forget_deletes_result_keys(operator_client: OperatorClient, fake_operator: FakeOperator,
-                                         redis_admin: redis.Redis) -> None:
+def test_auto_forget_deletes_result_keys(
+    operator_client: OperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis
+) -> None:
     operator_client.sync([], {})
     operator_client.batch_sync_detailed([([], {}), ([], {})])
     ids = [p["_task_id"] for p in fake_operator.received]
@@ -234,7 +239,9 @@ def test_closed_client_raises(redis_url: str, unique_name: str) -> None:
 # ---------------------------------------------------------------------------- async facade (asyncio and trio)
 async def test_async_roundtrip(async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator) -> None:
     assert await async_operator_client.sync(ART, {"text": "a"}) == (
-        [{"uri": "file:///tmp/in.mp4", "slot": "video"}], {"echo": "a", "n_artifacts": 1})
+        [{"uri": "file:///tmp/in.mp4", "slot": "video"}],
+        {"echo": "a", "n_artifacts": 1},
+    )
     handle = await async_operator_client.async_call([], {"text": "h"})
     assert (await handle)["results"]["echo"] == "h"
     assert await handle.ready() and await handle.state() == "SUCCESS"
@@ -245,8 +252,9 @@ async def test_async_roundtrip(async_operator_client: AsyncOperatorClient, fake_
     assert (await async_operator_client.probe(timeout=10)).response_ok and await async_operator_client.ping()
 
 
-async def test_async_desc_one_request_under_concurrency(async_operator_client: AsyncOperatorClient,
-                                                        fake_operator: FakeOperator) -> None:
+async def test_async_desc_one_request_under_concurrency(
+    async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator
+) -> None:
     results = []
 
     async def ask() -> None:
@@ -305,16 +313,19 @@ async def test_async_client_without_context_manager(fake_operator: FakeOperator)
 def test_redis_database_in_url(redis_url: str, unique_name: str) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/5"
     admin = redis.Redis.from_url(url)
-    with FakeOperator(unique_name, broker_url=url).in_thread(), \
-            create_client(unique_name, "v1", broker_url=url, auto_forget_result=False) as client:
+    with (
+        FakeOperator(unique_name, broker_url=url).in_thread(),
+        create_client(unique_name, "v1", broker_url=url, auto_forget_result=False) as client,
+    ):
         handle = client.async_call([], {"text": "db5"})
         assert handle.get(timeout=10)["results"]["echo"] == "db5"
     assert admin.exists(f"celery-task-meta-{handle.id}")  # written to db 5, where we read it
     admin.delete(f"celery-task-meta-{handle.id}")
 
 
-def test_lpush_and_clean_up_ride_on_the_subscription(operator_client: OperatorClient,
-                                                     fake_operator: FakeOperator) -> None:
+def test_lpush_and_clean_up_ride_on_the_subscription(
+    operator_client: OperatorClient, fake_operator: FakeOperator
+) -> None:
     # broker and backend share a database: on RESP3 a call is one write on the hub's connection
     for i in range(3):
         assert operator_client.sync([], {"text": str(i)})[1]["echo"] == str(i)
@@ -324,8 +335,9 @@ def test_lpush_and_clean_up_ride_on_the_subscription(operator_client: OperatorCl
     assert core._results._conn is None  # the command channel was never needed
 
 
-def test_refused_lpush_is_a_publish_error(operator_client: OperatorClient, fake_operator: FakeOperator,
-                                          redis_admin: redis.Redis) -> None:
+def test_refused_lpush_is_a_publish_error(
+    operator_client: OperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis
+) -> None:
     queue = f"normal.{fake_operator.name}.v1"
     redis_admin.set(queue, "not a list")  # every LPUSH now fails with WRONGTYPE
     try:
@@ -342,8 +354,10 @@ def test_refused_lpush_is_a_publish_error(operator_client: OperatorClient, fake_
 
 def test_broker_on_another_database_publishes_on_its_own_connection(redis_url: str, unique_name: str) -> None:
     broker = redis_url.rsplit("/", 1)[0] + "/6"
-    with FakeOperator(unique_name, broker_url=broker, result_backend=redis_url).in_thread(), \
-            create_client(unique_name, "v1", broker_url=broker, result_backend=redis_url) as client:
+    with (
+        FakeOperator(unique_name, broker_url=broker, result_backend=redis_url).in_thread(),
+        create_client(unique_name, "v1", broker_url=broker, result_backend=redis_url) as client,
+    ):
         assert client._core._lpush_on_hub is None
         assert client.sync([], {"text": "db6"})[1]["echo"] == "db6"
         assert client.batch_sync_detailed([([], {"text": "b"})] * 3)[2].success

@@ -16,9 +16,9 @@ def flattened(batches: List[Sequence[int]]) -> List[int]:
     return [item for batch in batches for item in batch]
 
 
-
 def _interrupted(exc: BaseException) -> Exception:
     return RuntimeError(f"the flush was interrupted: {exc!r}")
+
 
 class Recorder:
     """A group commit whose flush records its batches and can be held open until released."""

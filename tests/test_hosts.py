@@ -90,8 +90,12 @@ def test_the_blocking_client_under_gevent_serves_many_greenlets(redis_url: str, 
     operator = FakeOperator(sandai_operator_name, broker_url=redis_url)
     child = Path(__file__).with_name("gevent_child.py")
     with operator.in_thread():
-        run = subprocess.run([sys.executable, str(child), sandai_operator_name, redis_url, "100"],
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, str(child), sandai_operator_name, redis_url, "100"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert run.returncode == 0, run.stderr[-3000:]
     seen = json.loads(run.stdout.splitlines()[-1])
     assert seen["errors"] == [] and seen["answers"] == [str(i) for i in range(100)]

@@ -30,8 +30,7 @@ def test_tasks_sent_before_the_operator_ever_started(sdk_operator_amqp: AmqpSdkO
 def test_amqp_sync_facade(sdk_operator_amqp: AmqpSdkOperator) -> None:
     op = sdk_operator_amqp
     op.wait_ready()
-    with create_client(op.name, "v1", broker_url=op.broker_url, result_backend=op.result_backend,
-                       timeout=60) as client:
+    with create_client(op.name, "v1", broker_url=op.broker_url, result_backend=op.result_backend, timeout=60) as client:
         for priority in ("high", "normal", "low", "very_low"):
             assert client.sync([], {"text": priority}, priority=priority)[1]["echo"] == priority
         with pytest.raises(TaskExecutionError):
@@ -48,8 +47,9 @@ def test_amqp_sync_facade(sdk_operator_amqp: AmqpSdkOperator) -> None:
 async def test_amqp_async_facade(sdk_operator_amqp: AmqpSdkOperator) -> None:
     op = sdk_operator_amqp
     await anyio.to_thread.run_sync(op.wait_ready)
-    async with create_async_client(op.name, "v1", broker_url=op.broker_url, result_backend=op.result_backend,
-                                   timeout=60) as client:
+    async with create_async_client(
+        op.name, "v1", broker_url=op.broker_url, result_backend=op.result_backend, timeout=60
+    ) as client:
         results = {}
 
         async def call(i: int) -> None:
@@ -81,8 +81,10 @@ def test_refused_or_down_broker(broker: str, redis_url: str) -> None:
 def test_kombu_imported_only_for_amqp() -> None:
     import subprocess
 
-    code = ("import sys, sandai_operator_client as s; c = s.create_client('x', 'v1', broker_url='redis://127.0.0.1:6379/0');"
-            "print('kombu' in sys.modules, 'redis' in sys.modules, 'celery' in sys.modules); c.close()")
+    code = (
+        "import sys, sandai_operator_client as s; c = s.create_client('x', 'v1', broker_url='redis://127.0.0.1:6379/0');"
+        "print('kombu' in sys.modules, 'redis' in sys.modules, 'celery' in sys.modules); c.close()"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
 
@@ -102,8 +104,9 @@ def amqp_fake(amqp_url: str, redis_url: str) -> Any:
 
 
 def test_fake_operator_on_amqp_sync(amqp_fake: Any) -> None:
-    with create_client(amqp_fake.name, "v1", broker_url=amqp_fake.broker_url,
-                       result_backend=amqp_fake.result_backend) as client:
+    with create_client(
+        amqp_fake.name, "v1", broker_url=amqp_fake.broker_url, result_backend=amqp_fake.result_backend
+    ) as client:
         assert client.sync([], {"text": "rabbit"})[1]["echo"] == "rabbit"
         for priority in ("high", "normal", "low", "very_low"):
             client.sync([], {}, priority=priority)
@@ -113,8 +116,9 @@ def test_fake_operator_on_amqp_sync(amqp_fake: Any) -> None:
 
 
 async def test_fake_operator_on_amqp_async(amqp_fake: Any) -> None:
-    async with create_async_client(amqp_fake.name, "v1", broker_url=amqp_fake.broker_url,
-                                   result_backend=amqp_fake.result_backend) as client:
+    async with create_async_client(
+        amqp_fake.name, "v1", broker_url=amqp_fake.broker_url, result_backend=amqp_fake.result_backend
+    ) as client:
         with pytest.raises(TaskExecutionError):
             await client.sync([], {"fail": True})
         assert (await client.desc())["doc"].startswith("Fake operator")

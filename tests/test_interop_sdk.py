@@ -27,8 +27,9 @@ ARTIFACT = Path(__file__).resolve().parent.parent / "protocol_fixtures" / "READM
 
 def test_sdk_sync_facade(sdk_operator: SdkOperator, redis_admin: redis.Redis) -> None:
     with create_client(sdk_operator.name, "v1", broker_url=sdk_operator.broker_url, timeout=60) as client:
-        artifacts, results = client.sync([{"uri": f"file://{ARTIFACT}", "slot": "doc"}], {"text": "hi"},
-                                         persistent_output=True)
+        artifacts, results = client.sync(
+            [{"uri": f"file://{ARTIFACT}", "slot": "doc"}], {"text": "hi"}, persistent_output=True
+        )
         assert results == {"echo": "hi", "n_artifacts": 1}
         assert artifacts[0]["slot"] == "doc" and artifacts[0]["uri"]
         assert client.desc["options_schema"]["title"] == "EchoOptions"
@@ -70,8 +71,7 @@ def test_sdk_sync_facade(sdk_operator: SdkOperator, redis_admin: redis.Redis) ->
 
 
 async def test_sdk_async_facade(sdk_operator: SdkOperator) -> None:
-    async with create_async_client(sdk_operator.name, "v1", broker_url=sdk_operator.broker_url,
-                                   timeout=60) as client:
+    async with create_async_client(sdk_operator.name, "v1", broker_url=sdk_operator.broker_url, timeout=60) as client:
         results = {}
 
         async def call(i: int) -> None:
@@ -87,11 +87,13 @@ async def test_sdk_async_facade(sdk_operator: SdkOperator) -> None:
         assert (await client.probe(timeout=30)).response_ok
 
 
-def test_sdk_json_tasks_and_msgpack_results(redis_url: str, tmp_path: Path, redis_admin: redis.Redis,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sdk_json_tasks_and_msgpack_results(
+    redis_url: str, tmp_path: Path, redis_admin: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # an operator whose results are msgpack, a client whose tasks are json: both directions interoperate
-    op = SdkOperator(redis_url, f"sdk-mp-{uuid.uuid4().hex[:8]}", tmp_path,
-                     {"SANDAI_OPERATOR_CELERY_RESULT_SERIALIZER": "msgpack"})
+    op = SdkOperator(
+        redis_url, f"sdk-mp-{uuid.uuid4().hex[:8]}", tmp_path, {"SANDAI_OPERATOR_CELERY_RESULT_SERIALIZER": "msgpack"}
+    )
     try:
         op.wait_ready()
         monkeypatch.setenv("SANDAI_OPERATOR_CELERY_BROKER_URL", redis_url)

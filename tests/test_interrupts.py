@@ -80,9 +80,11 @@ CALLS: Dict[str, Call] = {"sync": _sync, "get": _get, "batch": _batch, "collect"
 def _state(client: AsyncOperatorClient) -> str:
     core = client._core
     hub = core.hub
-    return (f"hub reader={hub._reader is not None} parked={len(hub._idle)} expected={list(hub._expected)} "
-            f"outbox={len(hub._outbox)} conn={hub._conn is not None} publishing={core._publishing.busy} "
-            f"channel={core._results.busy}")
+    return (
+        f"hub reader={hub._reader is not None} parked={len(hub._idle)} expected={list(hub._expected)} "
+        f"outbox={len(hub._outbox)} conn={hub._conn is not None} publishing={core._publishing.busy} "
+        f"channel={core._results.busy}"
+    )
 
 
 async def _interrupt_everywhere(client: AsyncOperatorClient, call: Call, name: str) -> Tuple[int, List[str]]:
@@ -136,18 +138,23 @@ async def _interrupt_everywhere(client: AsyncOperatorClient, call: Call, name: s
 @pytest.mark.parametrize("name", sorted(CALLS))
 @pytest.mark.parametrize("same_database", [True, False], ids=["carried", "subscribe-first"])
 @pytest.mark.parametrize("delay", [0, 0.02], ids=["fast", "slow"])
-async def test_an_interrupt_at_any_await_never_poisons_later_calls(redis_url: str, sandai_operator_name: str,
-                                                                    name: str, same_database: bool,
-                                                                    delay: float) -> None:
+async def test_an_interrupt_at_any_await_never_poisons_later_calls(
+    redis_url: str, sandai_operator_name: str, name: str, same_database: bool, delay: float
+) -> None:
     # same database: the LPUSH rides with the SUBSCRIBE on the hub's RESP3 connection; another one:
     # it goes through the command channel once the subscription is confirmed. A slow operator makes
     # the calls park and hand the reading over, a fast one finds replies waiting.
     broker = redis_url if same_database else f"{redis_url.rsplit('/', 1)[0]}/1"
-    operator = FakeOperator(sandai_operator_name, broker_url=broker, result_backend=redis_url,
-                            behaviour=lambda payload: Delay(delay, Echo()) if delay else Echo())
+    operator = FakeOperator(
+        sandai_operator_name,
+        broker_url=broker,
+        result_backend=redis_url,
+        behaviour=lambda payload: Delay(delay, Echo()) if delay else Echo(),
+    )
     with operator.in_thread():
-        async with create_async_client(operator.name, "v1", broker_url=broker, result_backend=redis_url,
-                                       timeout=20) as client:
+        async with create_async_client(
+            operator.name, "v1", broker_url=broker, result_backend=redis_url, timeout=20
+        ) as client:
             points, problems = await _interrupt_everywhere(client, CALLS[name], name)
             assert points >= 1, "the call never suspended: the harness interrupted nothing"
             assert problems == []

@@ -16,8 +16,12 @@ from sandai_operator_client._core.core import new_uuid4
 
 
 def _modules_after(code: str) -> List[str]:
-    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.split()
 
 
@@ -33,17 +37,22 @@ def test_first_use_of_a_name_loads_what_it_needs() -> None:
 
 
 def test_msgpack_is_loaded_by_its_first_use_not_by_a_client() -> None:
-    client = ("from sandai_operator_client import create_client\n"
-              "client = create_client('x', 'v1', broker_url='redis://127.0.0.1:1/0', result_backend='redis://127.0.0.1:1/0')")
+    client = (
+        "from sandai_operator_client import create_client\n"
+        "client = create_client('x', 'v1', broker_url='redis://127.0.0.1:1/0', result_backend='redis://127.0.0.1:1/0')"
+    )
     assert "msgpack" not in _modules_after(client)
-    used = ("from sandai_operator_client.protocol.serialization import dumps, loads\n"
-            "assert loads(dumps({'a': [1]}, 'msgpack'), 'msgpack', ('msgpack',)) == {'a': [1]}")
+    used = (
+        "from sandai_operator_client.protocol.serialization import dumps, loads\n"
+        "assert loads(dumps({'a': [1]}, 'msgpack'), 'msgpack', ('msgpack',)) == {'a': [1]}"
+    )
     assert "msgpack" in _modules_after(used)
 
 
 def test_asyncio_is_loaded_by_a_blocking_clients_first_call_not_by_the_client(redis_url: str) -> None:
-    client = ("from sandai_operator_client import create_client\n"
-              f"client = create_client('x', 'v1', broker_url={redis_url!r})")
+    client = (
+        f"from sandai_operator_client import create_client\nclient = create_client('x', 'v1', broker_url={redis_url!r})"
+    )
     assert "asyncio" not in _modules_after(client)
     assert "asyncio" in _modules_after(f"{client}\nclient.get_queue_info()\nclient.close()")
 

@@ -65,8 +65,13 @@ def test_encoder_matches_celery_send_task(case: Dict[str, Any]) -> None:
     # the fixture file sorts keys for readability; the raw element keeps the order Celery sent
     assert decoded["body"]["kwargs"] == case["kwargs"]
     message = encode_task_message(
-        task_id=case["task_id"], task_name="sandai_operator.cap.v1.process_task", kwargs=decoded["body"]["kwargs"],
-        serializer=case["serializer"], origin="gen1@host", reply_to="r", priority=golden_props["priority"],
+        task_id=case["task_id"],
+        task_name="sandai_operator.cap.v1.process_task",
+        kwargs=decoded["body"]["kwargs"],
+        serializer=case["serializer"],
+        origin="gen1@host",
+        reply_to="r",
+        priority=golden_props["priority"],
     )
     ours = _envelope(message, queue)
     # the body bytes themselves must be identical, not just equal after decoding
@@ -85,12 +90,18 @@ def test_encoder_matches_seed_client(case: Dict[str, Any]) -> None:
     assert list_name == f"{priority}.{SEED['operator']}.v1"
     timeout = controls.get("timeout", case["default_timeout"])
     payload = build_task_payload(
-        case["input_artifacts"], case["options"], deadline=case["sent_at"] + timeout,
-        cancel_key=controls.get("cancel_key"), persistent_output=controls.get("persistent_output", False),
+        case["input_artifacts"],
+        case["options"],
+        deadline=case["sent_at"] + timeout,
+        cancel_key=controls.get("cancel_key"),
+        persistent_output=controls.get("persistent_output", False),
     )
     message = encode_task_message(
-        task_id=case["task_id"], task_name=operator_task_name(SEED["operator"], "v1"), kwargs=payload,
-        origin="gen1@host", reply_to="r",
+        task_id=case["task_id"],
+        task_name=operator_task_name(SEED["operator"], "v1"),
+        kwargs=payload,
+        origin="gen1@host",
+        reply_to="r",
     )
     ours = _envelope(message, list_name)
     assert_envelope_matches(ours, golden)
@@ -101,15 +112,21 @@ def test_encoder_matches_seed_client(case: Dict[str, Any]) -> None:
 def test_desc_query_matches_seed_client() -> None:
     case = next(c for c in SEED["cases"] if c["name"] == "seed-desc")
     list_name, golden = _only(case["lists"])
-    message = encode_task_message(task_id=case["task_id"], task_name=operator_task_name(SEED["operator"], "v1"),
-                                  kwargs={"task_type": "desc"}, origin="gen1@host", reply_to="r")
+    message = encode_task_message(
+        task_id=case["task_id"],
+        task_name=operator_task_name(SEED["operator"], "v1"),
+        kwargs={"task_type": "desc"},
+        origin="gen1@host",
+        reply_to="r",
+    )
     assert_envelope_matches(_envelope(message, list_name), golden)
 
 
 def test_mismatch_names_the_field() -> None:
     golden = _only(CELERY["cases"][0]["lists"])[1]
-    message = encode_task_message(task_id="x", task_name="other.task", kwargs=CELERY["cases"][0]["kwargs"],
-                                  serializer="json", origin="o")
+    message = encode_task_message(
+        task_id="x", task_name="other.task", kwargs=CELERY["cases"][0]["kwargs"], serializer="json", origin="o"
+    )
     with pytest.raises(AssertionError, match=r"\.headers\.task"):
         assert_envelope_matches(_envelope(message, "q"), golden)
 
@@ -185,18 +202,25 @@ def test_sdk_0_4_0_records_decode_to_the_same_outcomes(entry: Dict[str, Any]) ->
         assert parse_desc_result(task_id, envelope).to_dict()["options_schema"]["title"] == "EchoOptions"
 
 
-@pytest.mark.parametrize("message, expected", [
-    ("EchoFailure: asked to fail", ("EchoFailure", "asked to fail", {})),
-    ("ProcessingError: a: b\nsecond line", ("ProcessingError", "a: b\nsecond line", {})),
-    ("TaskCancelledError: Task was cancelled via cancel_key: k: 1",
-     ("TaskCancelledError", None, {"cancel_key": "k: 1"})),
-    ("TaskDeadlineExceededError: Task deadline exceeded before processing: 1.5 < 2.5",
-     ("TaskDeadlineExceededError", None, {"deadline": 1.5, "current_time": 2.5})),
-    ("TaskDeadlineExceededError: something else", ("TaskDeadlineExceededError", "something else", {})),
-    ("no prefix here", None),
-    ("two words: no identifier", None),
-    (": empty type", None),
-])
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("EchoFailure: asked to fail", ("EchoFailure", "asked to fail", {})),
+        ("ProcessingError: a: b\nsecond line", ("ProcessingError", "a: b\nsecond line", {})),
+        (
+            "TaskCancelledError: Task was cancelled via cancel_key: k: 1",
+            ("TaskCancelledError", None, {"cancel_key": "k: 1"}),
+        ),
+        (
+            "TaskDeadlineExceededError: Task deadline exceeded before processing: 1.5 < 2.5",
+            ("TaskDeadlineExceededError", None, {"deadline": 1.5, "current_time": 2.5}),
+        ),
+        ("TaskDeadlineExceededError: something else", ("TaskDeadlineExceededError", "something else", {})),
+        ("no prefix here", None),
+        ("two words: no identifier", None),
+        (": empty type", None),
+    ],
+)
 def test_legacy_error_messages(message: str, expected: Any) -> None:
     from sandai_operator_client.protocol.operator import legacy_error_envelope
 
@@ -214,9 +238,12 @@ def test_legacy_error_messages(message: str, expected: Any) -> None:
 def test_a_celery_failure_of_another_exception_type_is_not_read_as_legacy() -> None:
     from sandai_operator_client.protocol.results import ResultRecord
 
-    record = ResultRecord(status="FAILURE", result={"exc_type": "RuntimeError", "exc_module": "builtins",
-                                                     "exc_message": ["EchoFailure: asked to fail"]},
-                          traceback=None, task_id="t")
+    record = ResultRecord(
+        status="FAILURE",
+        result={"exc_type": "RuntimeError", "exc_module": "builtins", "exc_message": ["EchoFailure: asked to fail"]},
+        traceback=None,
+        task_id="t",
+    )
     with pytest.raises(TaskExecutionError) as info:
         envelope_from_record("t", record)
     assert info.value.error_type == "RuntimeError"
@@ -233,8 +260,10 @@ def test_celery_failure_records_raise_execution_error(name: str) -> None:
     assert record.status == "FAILURE"
     with pytest.raises(TaskExecutionError) as info:
         envelope_from_record(entry["task_id"], record)
-    expected = {"failure-valueerror": ("ValueError", "boom 42"),
-                "failure-runtime-msgpack": ("RuntimeError", "EchoFailure: asked to fail")}[name]
+    expected = {
+        "failure-valueerror": ("ValueError", "boom 42"),
+        "failure-runtime-msgpack": ("RuntimeError", "EchoFailure: asked to fail"),
+    }[name]
     assert (info.value.error_type, info.value.error_message) == expected
     assert info.value.error_details["exception_type"] == expected[0]
 

@@ -226,8 +226,9 @@ def test_serializer_roundtrip(value: Any, serializer: str) -> None:
 
 @given(json_values, st.sampled_from(["json", "msgpack"]), st.text(min_size=1, max_size=20))
 def test_task_message_roundtrip(options: Any, serializer: str, text: str) -> None:
-    payload = build_task_payload([{"uri": "s3://b/" + text}], {"v": options}, deadline=1.5, cancel_key=None,
-                                 persistent_output=True)
+    payload = build_task_payload(
+        [{"uri": "s3://b/" + text}], {"v": options}, deadline=1.5, cancel_key=None, persistent_output=True
+    )
     message = encode_task_message(task_id="id", task_name="t", kwargs=payload, serializer=serializer, origin="o")
     envelope, body = decode_redis_envelope(encode_redis_envelope(message, queue="q", delivery_tag="d"))
     args, kwargs, _embed = decode_task_body(body, envelope["content-type"])
@@ -268,8 +269,18 @@ def test_pickle_is_refused_never_loaded(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{", b'{"status": 1}', b"[1, 2]", b'"text"', b'{"result": 1}', b"\xde\x00", b"\x81\xa1a\x01",
-     b'{"status": "SUCCESS", "result": {"__type__": "evil", "__value__": 1}}', b"\xff\xfe"],
+    [
+        b"",
+        b"{",
+        b'{"status": 1}',
+        b"[1, 2]",
+        b'"text"',
+        b'{"result": 1}',
+        b"\xde\x00",
+        b"\x81\xa1a\x01",
+        b'{"status": "SUCCESS", "result": {"__type__": "evil", "__value__": 1}}',
+        b"\xff\xfe",
+    ],
 )
 def test_bad_records(raw: bytes) -> None:
     with pytest.raises(DecodeError):
@@ -295,10 +306,17 @@ def test_unserializable_values() -> None:
 # ---------------------------------------------------------------------------- payloads
 def test_payload_shape() -> None:
     assert build_task_payload([], {"a": 1}, deadline=None, cancel_key=None, persistent_output=False) == {
-        "meta": {"persistent-output": False}, "artifacts": [], "options": {"a": 1}}
+        "meta": {"persistent-output": False},
+        "artifacts": [],
+        "options": {"a": 1},
+    }
     assert build_task_payload([{"uri": "u", "slot": "s"}], {}, deadline=5, cancel_key="ck", persistent_output=True) == {
-        "meta": {"persistent-output": True}, "artifacts": [{"uri": "u", "slot": "s"}], "options": {},
-        "deadline": 5.0, "cancel_key": "ck"}
+        "meta": {"persistent-output": True},
+        "artifacts": [{"uri": "u", "slot": "s"}],
+        "options": {},
+        "deadline": 5.0,
+        "cancel_key": "ck",
+    }
 
 
 @pytest.mark.parametrize(
@@ -360,18 +378,28 @@ def test_envelope_parsing_errors() -> None:
     serializer=st.sampled_from(["json", "msgpack"]),
     priority=st.integers(min_value=0, max_value=9),
 )
-def test_templated_envelope_is_byte_identical(options: Any, task_id: str, tag: str, queue: str, serializer: str,
-                                              priority: int) -> None:
+def test_templated_envelope_is_byte_identical(
+    options: Any, task_id: str, tag: str, queue: str, serializer: str, priority: int
+) -> None:
     encoder = RedisEnvelopeEncoder()
     for _ in range(2):  # first call builds the template, the second uses it
-        message = encode_task_message(task_id=task_id, task_name="t%s", kwargs={"options": options},
-                                      serializer=serializer, origin="o%d", reply_to="r", priority=priority)
+        message = encode_task_message(
+            task_id=task_id,
+            task_name="t%s",
+            kwargs={"options": options},
+            serializer=serializer,
+            origin="o%d",
+            reply_to="r",
+            priority=priority,
+        )
         assert encoder.encode(message, queue=queue, delivery_tag=tag) == encode_redis_envelope(
-            message, queue=queue, delivery_tag=tag)
+            message, queue=queue, delivery_tag=tag
+        )
 
 
 def test_envelope_with_extra_headers_is_encoded_plainly() -> None:
     message = encode_task_message(task_id="i", task_name="t", kwargs={}, origin="o", extra_headers={"x": 1})
     assert not message.uniform
     assert RedisEnvelopeEncoder().encode(message, queue="q", delivery_tag="d") == encode_redis_envelope(
-        message, queue="q", delivery_tag="d")
+        message, queue="q", delivery_tag="d"
+    )

@@ -45,8 +45,11 @@ def _our_parameters(obj: Any) -> List[Tuple[str, str]]:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):
         return []
-    return [(p.name, "" if p.default is p.empty else repr(p.default))
-            for p in signature.parameters.values() if p.name not in ("self", "cls")]
+    return [
+        (p.name, "" if p.default is p.empty else repr(p.default))
+        for p in signature.parameters.values()
+        if p.name not in ("self", "cls")
+    ]
 
 
 def differences() -> Dict[str, str]:

@@ -22,10 +22,24 @@ PROGRAMS = Path(__file__).resolve().parent / "typing"
 def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, List[str]]:
     """mypy --strict over the two programs, once: file name -> its error lines."""
     run = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--config-file", "pyproject.toml", "--cache-dir",
-         str(tmp_path_factory.mktemp("mypy")), "--no-error-summary", "--hide-error-context",
-         str(PROGRAMS / "user_program.py"), str(PROGRAMS / "user_mistakes.py")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file",
+            "pyproject.toml",
+            "--cache-dir",
+            str(tmp_path_factory.mktemp("mypy")),
+            "--no-error-summary",
+            "--hide-error-context",
+            str(PROGRAMS / "user_program.py"),
+            str(PROGRAMS / "user_mistakes.py"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     errors: Dict[str, List[str]] = {"user_program.py": [], "user_mistakes.py": []}
     for line in run.stdout.splitlines():
@@ -62,8 +76,7 @@ def test_the_two_facades_have_the_same_signatures(sync_cls: type, async_cls: typ
     # (the seed's: close/aclose; the blocking handle's Celery spellings; desc a property on the blocking side)
     only_sync = {"close"} if sync_cls is OperatorClient else {"status", "successful", "failed"}
     only_async = {"aclose"} if async_cls is AsyncOperatorClient else set()
-    assert _public(sync_cls) - only_sync == _public(async_cls) - only_async, (
-        _public(sync_cls) ^ _public(async_cls))
+    assert _public(sync_cls) - only_sync == _public(async_cls) - only_async, _public(sync_cls) ^ _public(async_cls)
     for name in sorted(_public(sync_cls) - only_sync):
         sync_member, async_member = inspect.getattr_static(sync_cls, name), inspect.getattr_static(async_cls, name)
         if not callable(sync_member) or isinstance(sync_member, type):

@@ -77,8 +77,9 @@ def _queued(redis_admin: redis.Redis, name: str) -> int:
 
 
 @pytest.mark.parametrize("timeout", [0, -5, "3"])
-def test_bad_timeouts_send_nothing(operator_client: OperatorClient, fake_operator: FakeOperator,
-                                   redis_admin: redis.Redis, timeout: Any) -> None:
+def test_bad_timeouts_send_nothing(
+    operator_client: OperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis, timeout: Any
+) -> None:
     with pytest.raises(InvalidTaskInputError):
         operator_client.sync([], {}, timeout=timeout)
     with pytest.raises(InvalidTaskInputError):
@@ -94,16 +95,23 @@ def test_bad_timeouts_send_nothing(operator_client: OperatorClient, fake_operato
 
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
-def test_one_bad_task_fails_alone_in_a_batch(fake_operator: FakeOperator, serializer: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_bad_task_fails_alone_in_a_batch(
+    fake_operator: FakeOperator, serializer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SANDAI_OPERATOR_CELERY_BROKER_URL", fake_operator.broker_url)
     monkeypatch.setenv("SANDAI_OPERATOR_CELERY_TASK_SERIALIZER", serializer)
     with create_client(fake_operator.name, "v1", timeout=30) as client:
         assert client.config.celery.task_serializer == serializer
-        tasks: List[Any] = [([], {"text": "a"}), ([], {"deep": _nested(5000)}), ([], {"k": {7: 1}}),
-                            ([], {"text": "b"})]
+        tasks: List[Any] = [
+            ([], {"text": "a"}),
+            ([], {"deep": _nested(5000)}),
+            ([], {"k": {7: 1}}),
+            ([], {"text": "b"}),
+        ]
         results = client.batch_sync_detailed(tasks, timeout=30)
     assert [r.success for r in results] == [True, False, False, True]
     assert all(isinstance(r.error, InvalidTaskInputError) and not r.submitted for r in results[1:3])
-    assert [p["options"] for p in fake_operator.received] in ([{"text": "a"}, {"text": "b"}],
-                                                              [{"text": "b"}, {"text": "a"}])
+    assert [p["options"] for p in fake_operator.received] in (
+        [{"text": "a"}, {"text": "b"}],
+        [{"text": "b"}, {"text": "a"}],
+    )

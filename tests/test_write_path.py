@@ -89,8 +89,9 @@ def test_a_del_of_result_keys_makes_its_keys_as_it_is_encoded() -> None:
 
 
 def test_a_prepared_task_is_its_message_flattened() -> None:
-    message = encode_task_message(task_id="t-1", task_name="n", kwargs={"a": 1}, origin="o", serializer="json",
-                                  extra_headers={"x": 1})
+    message = encode_task_message(
+        task_id="t-1", task_name="n", kwargs={"a": 1}, origin="o", serializer="json", extra_headers={"x": 1}
+    )
     task = PreparedTask.of(message, "q", "tag")
     assert PreparedTask._fields[: len(TaskMessage._fields)] == TaskMessage._fields
     assert task.message == message and task.task_id == "t-1" and task.queue == "q" and task.delivery_tag == "tag"

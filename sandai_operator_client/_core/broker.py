@@ -163,8 +163,9 @@ class RedisPublisher:
             start = stop
         return commands
 
-    async def outcome(self, tasks: Sequence[PreparedTask], commands: Sequence[LPush], replies: Sequence[object]
-                      ) -> List[Optional[str]]:
+    async def outcome(
+        self, tasks: Sequence[PreparedTask], commands: Sequence[LPush], replies: Sequence[object]
+    ) -> List[Optional[str]]:
         """Per task, None when the reply to its LPUSH says published, else why not.
 
         ``replies`` (one per command) may come from any connection (the result hub carries LPUSHes
@@ -193,9 +194,11 @@ class RedisPublisher:
     async def _settle(self, tasks: Sequence[PreparedTask], lost: ConnectionLost) -> List[Optional[str]]:
         checks: List[Tuple[object, ...]] = []
         for task in tasks:
-            checks += [("LREM", priority_list_name(task.queue, 0), 1, _envelope(self._envelopes, task)),
-                       ("HEXISTS", "unacked", task.delivery_tag),
-                       ("EXISTS", result_key(task.task_id))]
+            checks += [
+                ("LREM", priority_list_name(task.queue, 0), 1, _envelope(self._envelopes, task)),
+                ("HEXISTS", "unacked", task.delivery_tag),
+                ("EXISTS", result_key(task.task_id)),
+            ]
         replies: Optional[List[object]] = None
         with anyio.move_on_after(self._settle_timeout):
             replies = await retry_while_disconnected(lambda: self._commands.execute_many(checks))
@@ -209,8 +212,12 @@ class RedisPublisher:
             elif removed == 1:
                 reasons.append(f"connection lost while publishing ({lost}); the task was withdrawn")
             elif lost.timed_out:  # the write may still be on its way: not there yet proves nothing
-                reasons.append(OutcomeUnknown(f"the server stopped answering while publishing ({lost}); the "
-                                              "task is not on the queue yet, but the write may still arrive"))
+                reasons.append(
+                    OutcomeUnknown(
+                        f"the server stopped answering while publishing ({lost}); the "
+                        "task is not on the queue yet, but the write may still arrive"
+                    )
+                )
             else:
                 reasons.append(f"connection lost while publishing ({lost}); the task never reached the queue")
         return reasons

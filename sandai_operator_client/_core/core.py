@@ -185,8 +185,9 @@ class OperatorCore:
     def _not_published(self, task: PreparedTask, reason: object) -> OperatorConnectionError:
         """The task did not reach the queue (``reason``), or may have: ``PublishOutcomeUnknownError``."""
         if isinstance(reason, OutcomeUnknown) or (isinstance(reason, ConnectionLost) and reason.maybe_sent):
-            return PublishOutcomeUnknownError(self.config.operator_name, self.config.operator_version,
-                                              task.task_id, str(reason))
+            return PublishOutcomeUnknownError(
+                self.config.operator_name, self.config.operator_version, task.task_id, str(reason)
+            )
         return self._connection_error(reason if isinstance(reason, ConnectionLost) else f"could not publish: {reason}")
 
     def _check_open(self) -> None:
@@ -229,8 +230,9 @@ class OperatorCore:
         if traced is not None:
             payload = {**payload, "_tracing": traced[1]}
         try:
-            message = encode_task(self._shape, task_id=task_id, kwargs=payload,
-                                  serializer=self.config.celery.task_serializer)
+            message = encode_task(
+                self._shape, task_id=task_id, kwargs=payload, serializer=self.config.celery.task_serializer
+            )
         except EncodeError as exc:
             if traced is not None:
                 end_task_span(traced[0], exc)
@@ -256,8 +258,9 @@ class OperatorCore:
             return []
         return await self._published(tasks, self._publisher.publish(tasks))
 
-    async def _published(self, tasks: Sequence[PreparedTask], answer: Awaitable[List[Optional[str]]]
-                         ) -> List[Optional[Exception]]:
+    async def _published(
+        self, tasks: Sequence[PreparedTask], answer: Awaitable[List[Optional[str]]]
+    ) -> List[Optional[Exception]]:
         """Per task, None or the error that kept it from the queue, from the publisher's ``answer`` (awaited
         here: a ``ConnectionLost`` fails them all); ends the tasks' spans."""
         try:
@@ -275,7 +278,8 @@ class OperatorCore:
             import logging  # only debug clients pay for it
 
             logging.getLogger("sandai_operator_client").debug(
-                "published %d of %d task(s)", errors.count(None), len(tasks))
+                "published %d of %d task(s)", errors.count(None), len(tasks)
+            )
         return errors
 
     def _lost_publishing(self, tasks: Sequence[PreparedTask], lost: ConnectionLost) -> List[Optional[Exception]]:
@@ -300,8 +304,9 @@ class OperatorCore:
             carries = await self._hub.carries_commands(deadline)
         return self._lpush_on_hub.lpush_commands(tasks) if carries else None
 
-    def _carried(self, tasks: Sequence[PreparedTask], lpushes: List[LPush], replies: Sequence[object]
-                 ) -> Awaitable[List[Optional[Exception]]]:
+    def _carried(
+        self, tasks: Sequence[PreparedTask], lpushes: List[LPush], replies: Sequence[object]
+    ) -> Awaitable[List[Optional[Exception]]]:
         """Await it: :meth:`publish`'s answer for LPUSHes a watch carried, from their replies."""
         assert self._lpush_on_hub is not None
         return self._published(tasks, self._lpush_on_hub.outcome(tasks, lpushes, replies))
@@ -405,8 +410,13 @@ class OperatorCore:
             raise self._connection_error(exc) from None
         return self._outcome_envelope(task_id, watch, limit)
 
-    async def _call(self, task: PreparedTask, timeout: float, published: Optional[List[str]] = None,
-                    finish: Optional[Callable[[str, Any], Any]] = None) -> Any:
+    async def _call(
+        self,
+        task: PreparedTask,
+        timeout: float,
+        published: Optional[List[str]] = None,
+        finish: Optional[Callable[[str, Any], Any]] = None,
+    ) -> Any:
         """Publish and wait: subscribe (confirmed, so no GET is needed), publish, wait for the PUBLISH.
 
         On a RESP3 hub connection to the broker's own database, the LPUSH rides in the SUBSCRIBE's
@@ -426,8 +436,9 @@ class OperatorCore:
             carried = await self._lpush_with_watch([task], deadline)
             # Entered and left by hand, not with ``async with``, which would hold a bound ``__aexit__``
             # per pending call for the cyclic GC to walk (the hub's _open releases a watch it fails to open).
-            watch = await self._hub.watch([task.task_id], fetch_existing=False, await_replies=False,
-                                          commands=carried, deadline=deadline).__aenter__()
+            watch = await self._hub.watch(
+                [task.task_id], fetch_existing=False, await_replies=False, commands=carried, deadline=deadline
+            ).__aenter__()
             try:
                 if carried is None:
                     await self.publish_one(task)
@@ -448,8 +459,7 @@ class OperatorCore:
         envelope = self._outcome_envelope(task.task_id, watch, timeout)
         return envelope if finish is None else finish(task.task_id, envelope)
 
-    async def _carried_publish(self, task: PreparedTask, carried: List[LPush], watch: Watch, deadline: float
-                               ) -> bool:
+    async def _carried_publish(self, task: PreparedTask, carried: List[LPush], watch: Watch, deadline: float) -> bool:
         """Wait for the reply to the LPUSH ``watch`` carried: True when the task is on the queue (or its
         fate is unknown because no reply came in time: a timeout follows); raises when it is not."""
         # the LPUSH's reply precedes the task's result on the connection: one wait for both
@@ -463,8 +473,9 @@ class OperatorCore:
             raise error
         return True
 
-    def sync(self, input_artifacts: Any, options: Any, *, timeout: Optional[float] = None,
-             **controls: Any) -> Awaitable[LegacyTaskResult]:
+    def sync(
+        self, input_artifacts: Any, options: Any, *, timeout: Optional[float] = None, **controls: Any
+    ) -> Awaitable[LegacyTaskResult]:
         """Await it: submit and wait, ``(artifacts, results)``; typed errors otherwise. Invalid input
         raises at the call, before anything is sent.
 
@@ -485,8 +496,9 @@ class OperatorCore:
                     self._desc = parse_desc_result(task.task_id, envelope).to_dict()
         return self._desc
 
-    async def batch_collect(self, submissions: Sequence[Submission], timeout: Optional[float] = None
-                            ) -> List[BatchTaskResult]:
+    async def batch_collect(
+        self, submissions: Sequence[Submission], timeout: Optional[float] = None
+    ) -> List[BatchTaskResult]:
         """Wait for submitted tasks with one budget for the whole batch; results in input order."""
         self._check_open()
         budget = check_timeout(timeout, allow_zero=True) if timeout is not None else self.config.timeout
@@ -496,8 +508,9 @@ class OperatorCore:
         if ids:
             deadline = self._deadline(budget)
             try:
-                async with self._hub.watch(ids, fetch_existing=True, keep=self._batch_keep(),
-                                           deadline=deadline) as watch:
+                async with self._hub.watch(
+                    ids, fetch_existing=True, keep=self._batch_keep(), deadline=deadline
+                ) as watch:
                     try:
                         await self._hub.wait(watch, deadline=deadline)
                     finally:  # inside the watch: the DEL can ride with its UNSUBSCRIBE
@@ -506,8 +519,9 @@ class OperatorCore:
                 lost = exc if current_time() < deadline else None  # None: the budget ran out first
         return [self._batch_result(s, watch, budget, lost) for s in submissions]
 
-    async def batch_sync_detailed(self, tasks: Sequence[TaskSpec], *, timeout: Optional[float] = None,
-                                  **controls: Any) -> List[BatchTaskResult]:
+    async def batch_sync_detailed(
+        self, tasks: Sequence[TaskSpec], *, timeout: Optional[float] = None, **controls: Any
+    ) -> List[BatchTaskResult]:
         """Submit a batch and collect it: subscribe all, publish all in one pipeline, wait with one budget."""
         self._check_open()
         self._check_controls(dict(controls, timeout=timeout))
@@ -529,8 +543,13 @@ class OperatorCore:
             deadline = self._deadline(budget)
             try:
                 carried = await self._lpush_with_watch(prepared, deadline)
-                async with self._hub.watch(ids, while_subscribing=publish if carried is None else None,
-                                           commands=carried, keep=self._batch_keep(), deadline=deadline) as watch:
+                async with self._hub.watch(
+                    ids,
+                    while_subscribing=publish if carried is None else None,
+                    commands=carried,
+                    keep=self._batch_keep(),
+                    deadline=deadline,
+                ) as watch:
                     try:
                         if carried is not None:
                             attempted = True
@@ -574,8 +593,9 @@ class OperatorCore:
 
         return keep
 
-    def _batch_result(self, submission: Submission, watch: Optional[Watch], budget: float,
-                      lost: Optional[ConnectionLost]) -> BatchTaskResult:
+    def _batch_result(
+        self, submission: Submission, watch: Optional[Watch], budget: float, lost: Optional[ConnectionLost]
+    ) -> BatchTaskResult:
         """One task's ``BatchTaskResult`` from what ``watch`` kept of it (``keep=self._batch_keep()``);
         without a watch, the published task's result could not be watched (``lost`` says why), or the
         budget ran out before it could be (``lost`` None)."""
@@ -670,8 +690,9 @@ class OperatorCore:
             if reply != "OK":
                 raise self._connection_error(f"could not set the cancel key: {reply!r}")
 
-    async def iter_completed(self, submissions: Sequence[Submission], timeout: Optional[float] = None
-                             ) -> AsyncIterator[BatchTaskResult]:
+    async def iter_completed(
+        self, submissions: Sequence[Submission], timeout: Optional[float] = None
+    ) -> AsyncIterator[BatchTaskResult]:
         """Results in completion order, one budget for all (``batch_collect`` semantics).
 
         Tasks that were never submitted come first; when the budget runs out the rest come as
@@ -689,8 +710,9 @@ class OperatorCore:
         deadline = self._deadline(budget)
         yielded: set[Optional[str]] = set()
         try:
-            async with self._hub.watch(list(by_id), fetch_existing=True, in_order=True,
-                                       keep=self._batch_keep(), deadline=deadline) as watch:
+            async with self._hub.watch(
+                list(by_id), fetch_existing=True, in_order=True, keep=self._batch_keep(), deadline=deadline
+            ) as watch:
                 # no cancel scope may span a yield (the consumer may resume us from another task): each
                 # wait is bounded by the one deadline of the batch
                 assert watch.arrived is not None
@@ -723,11 +745,17 @@ class OperatorCore:
         try:
             envelope = await self._call(task, timeout, published)
         except OperatorError as exc:
-            return HealthCheckResult(submit_ok=bool(published), retrieval_ok=False, response_ok=False,
-                                     task_id=task.task_id if published else None, error=str(exc))
+            return HealthCheckResult(
+                submit_ok=bool(published),
+                retrieval_ok=False,
+                response_ok=False,
+                task_id=task.task_id if published else None,
+                error=str(exc),
+            )
         response_ok, error = inspect_probe_result(envelope)
-        return HealthCheckResult(submit_ok=True, retrieval_ok=True, response_ok=response_ok,
-                                 task_id=task.task_id, error=error)
+        return HealthCheckResult(
+            submit_ok=True, retrieval_ok=True, response_ok=response_ok, task_id=task.task_id, error=error
+        )
 
     async def queue_depth(self) -> Dict[str, int]:
         """Messages waiting per priority."""

@@ -44,8 +44,11 @@ class GroupCommit(Generic[T, R]):
     other callers ``interrupted(exc)``: an exception that tells them their items' fate is unknown).
     """
 
-    def __init__(self, flush: Callable[[List[Sequence[T]]], Awaitable[List[R]]],
-                 interrupted: Callable[[BaseException], Exception]) -> None:
+    def __init__(
+        self,
+        flush: Callable[[List[Sequence[T]]], Awaitable[List[R]]],
+        interrupted: Callable[[BaseException], Exception],
+    ) -> None:
         self._flush = flush
         self._interrupted = interrupted
         self._queued_items: List[Sequence[T]] = []  # per queued caller, in arrival order

@@ -23,8 +23,16 @@ from .group_commit import GroupCommit
 from .loop import current_time
 from .sockets import KeepAlive, SocketByteStream, connect_socket, set_keepalive
 
-__all__ = ("MIN_IO", "CommandChannel", "ConnectionLost", "RedisAddress", "RedisConnection", "interrupted",
-           "keepalive_of", "parse_redis_url")
+__all__ = (
+    "MIN_IO",
+    "CommandChannel",
+    "ConnectionLost",
+    "RedisAddress",
+    "RedisConnection",
+    "interrupted",
+    "keepalive_of",
+    "parse_redis_url",
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -146,8 +154,9 @@ class RedisConnection:
         self.last_io = time.monotonic()
 
     @classmethod
-    async def open(cls, address: RedisAddress, timeout: float, *, resp3: bool = False,
-                   keepalive: Optional[KeepAlive] = None) -> RedisConnection:
+    async def open(
+        cls, address: RedisAddress, timeout: float, *, resp3: bool = False, keepalive: Optional[KeepAlive] = None
+    ) -> RedisConnection:
         """Connect, authenticate and select the database within ``timeout`` seconds.
 
         ``resp3``: ask for RESP3 (``HELLO 3``, Redis >= 6); a server that does not know it keeps RESP2
@@ -378,16 +387,20 @@ class CommandChannel:
         now = current_time()
         latest, self._latest_deadline = self._latest_deadline, -math.inf
         limit = min(self._io_timeout, max(latest - now, MIN_IO))
-        if (self._conn is not None and time.monotonic() - self._conn.last_io >= self._idle_check
-                and not self._alive(self._conn)):
+        if (
+            self._conn is not None
+            and time.monotonic() - self._conn.last_io >= self._idle_check
+            and not self._alive(self._conn)
+        ):
             await self._conn.aclose()  # closed by the server while idle: nothing was written, reconnect
             self._conn = None
         try:
             # Shielded: a pipeline cut short by a cancellation would leave unread replies on the connection.
             with anyio.CancelScope(deadline=now + limit, shield=True):
                 if self._conn is None:
-                    self._conn = await RedisConnection.open(self.address, self._connect_timeout,
-                                                            keepalive=self._keepalive)
+                    self._conn = await RedisConnection.open(
+                        self.address, self._connect_timeout, keepalive=self._keepalive
+                    )
                 sending = True
                 replies = await self._conn.request(deferred, *batches)
                 return replies[len(deferred) :]

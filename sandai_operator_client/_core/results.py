@@ -140,11 +140,31 @@ class Watch:
     of them is an error.
     """
 
-    __slots__ = ("_entry", "_event", "_hub", "_keep", "_need", "_or_failed_command", "_replies_due",
-                 "_wake_on_replies", "arrived", "command_failed", "ids", "outcomes", "replies")
+    __slots__ = (
+        "_entry",
+        "_event",
+        "_hub",
+        "_keep",
+        "_need",
+        "_or_failed_command",
+        "_replies_due",
+        "_wake_on_replies",
+        "arrived",
+        "command_failed",
+        "ids",
+        "outcomes",
+        "replies",
+    )
 
-    def __init__(self, hub: ResultHub, task_ids: Iterable[str], entry: Tuple[Any, ...], *, in_order: bool = False,
-                 keep: Optional[Callable[[str, Outcome], Any]] = None) -> None:
+    def __init__(
+        self,
+        hub: ResultHub,
+        task_ids: Iterable[str],
+        entry: Tuple[Any, ...],
+        *,
+        in_order: bool = False,
+        keep: Optional[Callable[[str, Outcome], Any]] = None,
+    ) -> None:
         self._hub = hub
         self._entry: Optional[Tuple[Any, ...]] = entry  # ResultHub._open's options, until entered
         self.ids: Dict[str, str] = {t: t for t in task_ids}
@@ -361,12 +381,23 @@ class ResultHub:
         replies, the fetch): past it the block starts with whatever is in. Raises ``ConnectionLost``
         when the backend cannot be reached.
         """
-        return Watch(self, task_ids, (fetch_existing, while_subscribing, commands, await_replies, deadline),
-                     in_order=in_order, keep=keep)
+        return Watch(
+            self,
+            task_ids,
+            (fetch_existing, while_subscribing, commands, await_replies, deadline),
+            in_order=in_order,
+            keep=keep,
+        )
 
-    async def _open(self, watch: Watch, fetch_existing: bool,
-                    while_subscribing: Optional[Callable[[], Awaitable[None]]],
-                    commands: Optional[Sequence[Sequence[object]]], await_replies: bool, deadline: float) -> Watch:
+    async def _open(
+        self,
+        watch: Watch,
+        fetch_existing: bool,
+        while_subscribing: Optional[Callable[[], Awaitable[None]]],
+        commands: Optional[Sequence[Sequence[object]]],
+        await_replies: bool,
+        deadline: float,
+    ) -> Watch:
         for task_id in watch.ids:
             if self._watchers.setdefault(task_id, watch) is not watch:
                 self._also_watching.setdefault(task_id, []).append(watch)
@@ -385,8 +416,9 @@ class ResultHub:
                 if while_subscribing is not None:
                     await while_subscribing()
                     fetch_existing = True
-                await self._drive(watch, _all_set([self._confirmed[t] for t in watch.ids if t in self._confirmed]),
-                                  deadline)
+                await self._drive(
+                    watch, _all_set([self._confirmed[t] for t in watch.ids if t in self._confirmed]), deadline
+                )
                 if while_subscribing is None:  # nothing was done yet that the caller must hear about
                     for outcome in watch.outcomes.values():
                         if isinstance(outcome, SubscriptionRefused):
@@ -412,8 +444,9 @@ class ResultHub:
         """Whether watches can carry commands (connects first, by ``deadline``; a RESP3 connection can)."""
         return (await self._connection(deadline)).resp3
 
-    def wait(self, watch: Watch, count: Optional[int] = None, *, or_failed_command: bool = False,
-             deadline: float = math.inf) -> Awaitable[None]:
+    def wait(
+        self, watch: Watch, count: Optional[int] = None, *, or_failed_command: bool = False, deadline: float = math.inf
+    ) -> Awaitable[None]:
         """Await it: returns once ``count`` ids (default: all) of ``watch`` have an outcome, or at
         ``deadline`` (``anyio.current_time()`` clock) with whatever arrived by then.
 
@@ -458,8 +491,11 @@ class ResultHub:
         """The connection, looked at first when it was idle: what arrived meanwhile is dispatched, and
         one the server closed meanwhile is replaced before anything is written on it."""
         conn = self._usable_connection()
-        if (conn is not None and self._reader is None  # nobody reads: nobody would notice an EOF
-                and time.monotonic() - conn.last_io >= self._idle_check):
+        if (
+            conn is not None
+            and self._reader is None  # nobody reads: nobody would notice an EOF
+            and time.monotonic() - conn.last_io >= self._idle_check
+        ):
             try:
                 replies = conn.poll()
             except ConnectionLost:
@@ -484,8 +520,9 @@ class ResultHub:
                 timeout = min(self._connect_timeout, max(deadline - current_time(), MIN_IO))
                 async with self._connect_lock:
                     if self._conn is None:
-                        self._conn = await RedisConnection.open(self._address, timeout, resp3=True,
-                                                                keepalive=self._keepalive)
+                        self._conn = await RedisConnection.open(
+                            self._address, timeout, resp3=True, keepalive=self._keepalive
+                        )
                         self._connected_once = True
         return self._conn
 
@@ -566,8 +603,9 @@ class ResultHub:
             if type(watch) is Watch:
                 watch._fail_replies(unsent)
 
-    async def _subscribe(self, task_ids: List[str],
-                         carry: Optional[Tuple[Sequence[Sequence[object]], Watch]] = None) -> None:
+    async def _subscribe(
+        self, task_ids: List[str], carry: Optional[Tuple[Sequence[Sequence[object]], Watch]] = None
+    ) -> None:
         if not task_ids and carry is None:
             return
         if self._usable_connection() is None:
@@ -583,8 +621,11 @@ class ResultHub:
         else:  # encoded as it is sent: a batch's carried LPUSHes are megabytes
             commands, watch = carry
             if task_ids:
-                await self._write(encode_pipeline(chain((_keys_args("SUBSCRIBE", task_ids),), commands)),  # type: ignore[arg-type]
-                                  _PubSubCommand(b"subscribe", len(task_ids), task_ids), watch)
+                await self._write(
+                    encode_pipeline(chain((_keys_args("SUBSCRIBE", task_ids),), commands)),  # type: ignore[arg-type]
+                    _PubSubCommand(b"subscribe", len(task_ids), task_ids),
+                    watch,
+                )
             else:
                 await self._write(encode_pipeline(commands), watch)  # type: ignore[arg-type]
 
@@ -767,8 +808,12 @@ class ResultHub:
         self._expected.popleft()  # a DEL's reply, or a (UN)SUBSCRIBE's error (success is pushes)
         if type(head) is _PubSubCommand and head.kind == b"subscribe":
             message = reply.message if isinstance(reply, RespError) else repr(reply)
-            self._subscription_refused(head.task_ids, SubscriptionRefused(
-                f"{self._address.describe()} refused to subscribe to the result channels: {message}"))
+            self._subscription_refused(
+                head.task_ids,
+                SubscriptionRefused(
+                    f"{self._address.describe()} refused to subscribe to the result channels: {message}"
+                ),
+            )
 
     def _subscription_refused(self, task_ids: Sequence[str], error: SubscriptionRefused) -> None:
         """No result will come for ``task_ids`` on this subscription: their watches get ``error``."""
@@ -829,8 +874,9 @@ class ResultHub:
             deadline = self._reconnect_deadline
             while not self._closed:
                 try:
-                    conn = await RedisConnection.open(self._address, self._connect_timeout, resp3=True,
-                                                 keepalive=self._keepalive)
+                    conn = await RedisConnection.open(
+                        self._address, self._connect_timeout, resp3=True, keepalive=self._keepalive
+                    )
                     try:
                         await self._resubscribe(conn)
                         self._conn = conn
@@ -861,8 +907,12 @@ class ResultHub:
             while remaining:
                 reply = await conn.read_reply()
                 if isinstance(reply, RespError):  # a SUBSCRIBE is refused whole (an ACL)
-                    self._subscription_refused(task_ids, SubscriptionRefused(
-                        f"{self._address.describe()} refused to subscribe to the result channels: {reply.message}"))
+                    self._subscription_refused(
+                        task_ids,
+                        SubscriptionRefused(
+                            f"{self._address.describe()} refused to subscribe to the result channels: {reply.message}"
+                        ),
+                    )
                     break
                 if isinstance(reply, list) and len(reply) > 1 and reply[0] == b"subscribe":
                     task_id = _task_id(reply[1])

@@ -36,8 +36,11 @@ def set_keepalive(sock: socket.socket, keepalive: Optional[KeepAlive]) -> None:
     if keepalive is None or sock.family == socket.AF_UNIX:
         return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for option, value in (("TCP_KEEPIDLE", keepalive.idle), ("TCP_KEEPINTVL", keepalive.interval),
-                          ("TCP_KEEPCNT", keepalive.probes)):
+    for option, value in (
+        ("TCP_KEEPIDLE", keepalive.idle),
+        ("TCP_KEEPINTVL", keepalive.interval),
+        ("TCP_KEEPCNT", keepalive.probes),
+    ):
         if hasattr(socket, option):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), max(1, int(value)))
 
@@ -114,8 +117,11 @@ class SocketByteStream:
         except BaseException as exc:
             # The stream is broken for good (a command may be half written): every queued and later
             # sender gets a connection error, never the interrupting exception itself.
-            self._error = exc if isinstance(exc, OSError) else anyio.BrokenResourceError(
-                f"a write was interrupted ({type(exc).__name__})")
+            self._error = (
+                exc
+                if isinstance(exc, OSError)
+                else anyio.BrokenResourceError(f"a write was interrupted ({type(exc).__name__})")
+            )
             raise
         finally:
             self._backlog = None
@@ -158,8 +164,9 @@ class SocketByteStream:
         self._sock.close()
 
 
-async def connect_socket(host: Optional[str], port: int, path: Optional[str],
-                         keepalive: Optional[KeepAlive] = None) -> SocketByteStream:
+async def connect_socket(
+    host: Optional[str], port: int, path: Optional[str], keepalive: Optional[KeepAlive] = None
+) -> SocketByteStream:
     """Connect a TCP (``host``/``port``) or unix (``path``) socket without blocking the event loop."""
     candidates: List[Tuple[int, Any]]
     if path:

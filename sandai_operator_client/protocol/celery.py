@@ -139,8 +139,9 @@ def encode_task_message(
     Raises :class:`~.serialization.EncodeError` when a value cannot be serialized.
     """
     shape = TaskShape(task_name, origin, reply_to, priority, (time_limit[0], time_limit[1]), ignore_result)
-    return encode_task(shape, task_id=task_id, kwargs=kwargs, args=args, serializer=serializer,
-                       extra_headers=extra_headers)
+    return encode_task(
+        shape, task_id=task_id, kwargs=kwargs, args=args, serializer=serializer, extra_headers=extra_headers
+    )
 
 
 def encode_task(

@@ -105,14 +105,17 @@ class RedisEnvelopeEncoder:
         return (template % in_order(values)).encode()
 
 
-def _make_template(message: TaskMessage, queue: str, exchange: str
-                   ) -> Tuple[str, Callable[[Tuple[str, ...]], Tuple[str, ...]]]:
+def _make_template(
+    message: TaskMessage, queue: str, exchange: str
+) -> Tuple[str, Callable[[Tuple[str, ...]], Tuple[str, ...]]]:
     """The envelope as a %-template, and what puts the slot values (in ``_SLOTS`` order) in its order."""
     placeholder_id = _PLACEHOLDER["id"]
-    prototype = message._replace(task_id=placeholder_id, body=b"", argsrepr=_PLACEHOLDER["argsrepr"],
-                                 kwargsrepr=_PLACEHOLDER["kwargsrepr"])
-    text = json.dumps(_envelope(prototype, _PLACEHOLDER["body"], queue=queue, delivery_tag=_PLACEHOLDER["tag"],
-                                exchange=exchange))
+    prototype = message._replace(
+        task_id=placeholder_id, body=b"", argsrepr=_PLACEHOLDER["argsrepr"], kwargsrepr=_PLACEHOLDER["kwargsrepr"]
+    )
+    text = json.dumps(
+        _envelope(prototype, _PLACEHOLDER["body"], queue=queue, delivery_tag=_PLACEHOLDER["tag"], exchange=exchange)
+    )
     encoded = {json.dumps(_PLACEHOLDER[slot]): slot for slot in _SLOTS}
     pieces: List[str] = []
     slots: List[str] = []

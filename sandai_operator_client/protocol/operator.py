@@ -76,8 +76,7 @@ _CONTAINERS = (abc.Mapping, list, tuple)
 
 def validate_artifacts(artifacts: Any) -> List[Dict[str, Any]]:
     """Check ``input_artifacts``: a list of dicts, each with a string ``uri`` (all keys strings)."""
-    if type(artifacts) is not list and (isinstance(artifacts, (str, bytes))
-                                        or not isinstance(artifacts, abc.Sequence)):
+    if type(artifacts) is not list and (isinstance(artifacts, (str, bytes)) or not isinstance(artifacts, abc.Sequence)):
         raise InvalidTaskInputError(f"input_artifacts must be a list of dicts, not {type(artifacts).__name__}")
     checked = []
     for i, artifact in enumerate(artifacts):
@@ -187,8 +186,13 @@ def legacy_error_envelope(task_id: str, message: str) -> Optional[Dict[str, Any]
                 details["deadline"], details["current_time"] = float(expired.group(1)), float(expired.group(2))
             except ValueError:
                 pass
-    return {"task_id": task_id, "status": "error", "artifacts": [], "results": None,
-            "error": {"error_type": error_type, "error_message": error_message, "error_details": details}}
+    return {
+        "task_id": task_id,
+        "status": "error",
+        "artifacts": [],
+        "results": None,
+        "error": {"error_type": error_type, "error_message": error_message, "error_details": details},
+    }
 
 
 def _normalize_error_info(error_info: Any) -> Tuple[str, str, Dict[str, Any]]:

@@ -12,8 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-__all__ = ("MAX_BULK", "MAX_DEPTH", "NEED_DATA", "PIECE_SIZE", "Push", "RespError", "RespProtocolError",
-           "RespReader", "encode_command", "encode_commands", "encode_pipeline")
+__all__ = (
+    "MAX_BULK",
+    "MAX_DEPTH",
+    "NEED_DATA",
+    "PIECE_SIZE",
+    "Push",
+    "RespError",
+    "RespProtocolError",
+    "RespReader",
+    "encode_command",
+    "encode_commands",
+    "encode_pipeline",
+)
 
 Arg = Union[bytes, str, int, float]
 

@@ -73,7 +73,12 @@ def decode_result_record(raw: bytes, accept: Iterable[str] = SERIALIZERS) -> Res
 
 
 def encode_result_record(
-    *, task_id: str, status: str, result: Any, date_done: str, serializer: str = "json",
+    *,
+    task_id: str,
+    status: str,
+    result: Any,
+    date_done: str,
+    serializer: str = "json",
     traceback: Optional[str] = None,
 ) -> bytes:
     """Encode a record as Celery's backend does (``date_done`` given by the caller: no clock here)."""

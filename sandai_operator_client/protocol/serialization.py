@@ -160,8 +160,7 @@ def sniff_serializer(data: bytes) -> str:
     raise DecodeError(f"unrecognised record encoding (first byte {data[:1]!r})")
 
 
-def loads(data: bytes, serializer: str, accept: Iterable[str] = SERIALIZERS, *, strict_map_key: bool = False
-          ) -> Any:
+def loads(data: bytes, serializer: str, accept: Iterable[str] = SERIALIZERS, *, strict_map_key: bool = False) -> Any:
     """Decode ``data`` written with ``serializer`` (a name or a content type) if it is accepted.
 
     ``strict_map_key``: msgpack maps may only have ``str`` or ``bytes`` keys, as kombu's consumer (and so

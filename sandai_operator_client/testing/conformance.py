@@ -154,8 +154,12 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
 
     def serializer_check(serializer: str) -> Callable[[], Awaitable[Optional[str]]]:
         async def answered() -> Optional[str]:
-            celery = CeleryConfig(broker_url=config.broker_url, result_backend=config.result_backend,
-                                  task_serializer=serializer, result_serializer=config.celery.result_serializer)
+            celery = CeleryConfig(
+                broker_url=config.broker_url,
+                result_backend=config.result_backend,
+                task_serializer=serializer,
+                result_serializer=config.celery.result_serializer,
+            )
             other = OperatorCore(dataclasses.replace(config, celery=celery))
             try:
                 await ask(DESC_QUERY, "high", on=other)

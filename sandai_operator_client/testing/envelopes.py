@@ -23,8 +23,11 @@ VOLATILE_FIELDS = (
 """Paths that differ from run to run (ids, host, the deadline inside kwargsrepr, the queue name)."""
 
 
-def comparable_envelope(raw: Union[bytes, str], ignore: Iterable[Tuple[str, ...]] = VOLATILE_FIELDS,
-                        ignore_kwargs: Iterable[str] = ("deadline",)) -> Dict[str, Any]:
+def comparable_envelope(
+    raw: Union[bytes, str],
+    ignore: Iterable[Tuple[str, ...]] = VOLATILE_FIELDS,
+    ignore_kwargs: Iterable[str] = ("deadline",),
+) -> Dict[str, Any]:
     """The envelope as a dict with volatile fields blanked and the body decoded."""
     envelope, body = decode_redis_envelope(raw.encode() if isinstance(raw, str) else raw)
     args, kwargs, embed = decode_task_body(body, envelope["content-type"])

@@ -148,11 +148,15 @@ class FakeOperator:
         self.behaviour = behaviour
         self.result_serializer = result_serializer
         self.result_expires = result_expires
-        self.desc = desc if desc is not None else {
-            "doc": f"Fake operator {name} {version}",
-            "options_schema": {"type": "object"},
-            "results_schema": {"type": "object"},
-        }
+        self.desc = (
+            desc
+            if desc is not None
+            else {
+                "doc": f"Fake operator {name} {version}",
+                "options_schema": {"type": "object"},
+                "results_schema": {"type": "object"},
+            }
+        )
         self._clock = clock
         self.prefetch = prefetch
         # switches to play an operator that breaks the protocol (for conformance tests)
@@ -206,8 +210,9 @@ class FakeOperator:
                 await results.aclose()
                 await bookkeeping.aclose()
 
-    async def _take(self, broker: RedisConnection, bookkeeping: CommandChannel, lists: List[str]
-                    ) -> List[Tuple[str, str, bytes]]:
+    async def _take(
+        self, broker: RedisConnection, bookkeeping: CommandChannel, lists: List[str]
+    ) -> List[Tuple[str, str, bytes]]:
         """Take messages off the queues as kombu does: pop, then note them in the ``unacked`` hash."""
         if self.reliable:
             # pop and note in one atomic step, so a connection lost in between loses nothing
@@ -270,12 +275,18 @@ class FakeOperator:
         def consume() -> None:
             try:
                 with kombu.Connection(self.broker_url, connect_timeout=5) as connection:
-                    queues = [kombu.Queue(q, kombu.Exchange(q, type="direct", durable=True), routing_key=q,
-                                          durable=True) for q in self.queues]
+                    queues = [
+                        kombu.Queue(q, kombu.Exchange(q, type="direct", durable=True), routing_key=q, durable=True)
+                        for q in self.queues
+                    ]
 
                     def on_message(message: Any) -> None:
-                        item = (message.delivery_info.get("routing_key", ""),
-                                message.properties.get("correlation_id"), message.body, message.content_type)
+                        item = (
+                            message.delivery_info.get("routing_key", ""),
+                            message.properties.get("correlation_id"),
+                            message.body,
+                            message.content_type,
+                        )
                         anyio.from_thread.run_sync(send.send_nowait, item)
                         message.ack()
 
@@ -330,8 +341,15 @@ class FakeOperator:
         return _Running(self)
 
     # ------------------------------------------------------------------ one task
-    async def _handle(self, list_name: str, raw: bytes, results: CommandChannel, bookkeeping: CommandChannel,
-                      tag: str, in_flight: Set[str]) -> None:
+    async def _handle(
+        self,
+        list_name: str,
+        raw: bytes,
+        results: CommandChannel,
+        bookkeeping: CommandChannel,
+        tag: str,
+        in_flight: Set[str],
+    ) -> None:
         try:
             await self._handle_one(list_name, raw, results)
         finally:
@@ -350,11 +368,13 @@ class FakeOperator:
             envelope, body = decode_redis_envelope(raw)
         except DecodeError:
             return  # the SDK rejects what it cannot decode; nothing to answer
-        await self._handle_message(list_name, envelope["properties"].get("correlation_id"), body,
-                                   envelope.get("content-type", ""), results)
+        await self._handle_message(
+            list_name, envelope["properties"].get("correlation_id"), body, envelope.get("content-type", ""), results
+        )
 
-    async def _handle_message(self, list_name: str, task_id: Optional[str], body: bytes, content_type: str,
-                              results: CommandChannel) -> None:
+    async def _handle_message(
+        self, list_name: str, task_id: Optional[str], body: bytes, content_type: str, results: CommandChannel
+    ) -> None:
         try:
             _, kwargs, _ = decode_task_body(body, content_type)
         except DecodeError:
@@ -380,25 +400,39 @@ class FakeOperator:
         key = result_key(task_id)
         # Unlike the SDK, keep trying while the backend is away (fault tests restart Redis under us).
         with anyio.move_on_after(self.result_retry_seconds):
-            await retry_while_disconnected(lambda: results.execute_many(
-                [("MULTI",), ("SETEX", key, self.result_expires, record), ("PUBLISH", key, record), ("EXEC",)]
-            ))
+            await retry_while_disconnected(
+                lambda: results.execute_many(
+                    [("MULTI",), ("SETEX", key, self.result_expires, record), ("PUBLISH", key, record), ("EXEC",)]
+                )
+            )
 
-    async def _answer(self, payload: Dict[str, Any], sdk_task_id: str, results: CommandChannel
-                      ) -> Union[bytes, Dict[str, Any], None]:
+    async def _answer(
+        self, payload: Dict[str, Any], sdk_task_id: str, results: CommandChannel
+    ) -> Union[bytes, Dict[str, Any], None]:
         if payload.get("task_type") == "desc":
             return {**self.desc, "task_id": sdk_task_id, "status": "success"} if self.serve_desc else None
         deadline = payload.get("deadline")
         now = self._clock()
         if deadline and now > deadline and self.honour_deadline:
-            return _error(sdk_task_id, "TaskDeadlineExceededError",
-                          f"Task deadline exceeded before processing: {deadline} < {now}",
-                          {"deadline": deadline, "current_time": now, "exceeded_by": now - deadline,
-                           "skipped_before_processing": True})
+            return _error(
+                sdk_task_id,
+                "TaskDeadlineExceededError",
+                f"Task deadline exceeded before processing: {deadline} < {now}",
+                {
+                    "deadline": deadline,
+                    "current_time": now,
+                    "exceeded_by": now - deadline,
+                    "skipped_before_processing": True,
+                },
+            )
         cancel_key = payload.get("cancel_key")
         if cancel_key and self.honour_cancel_key and await results.execute("EXISTS", cancel_key) == 1:
-            return _error(sdk_task_id, "TaskCancelledError", f"Task was cancelled via cancel_key: {cancel_key}",
-                          {"cancel_key": cancel_key, "skipped_before_processing": True})
+            return _error(
+                sdk_task_id,
+                "TaskCancelledError",
+                f"Task was cancelled via cancel_key: {cancel_key}",
+                {"cancel_key": cancel_key, "skipped_before_processing": True},
+            )
         reply = self.behaviour(payload)
         while isinstance(reply, Delay):
             await anyio.sleep(reply.seconds)
@@ -408,8 +442,7 @@ class FakeOperator:
         if isinstance(reply, RawRecord):
             return reply.data
         if isinstance(reply, Fail):
-            return {**_error(sdk_task_id, reply.error_type, reply.error_message, reply.error_details),
-                    "results": {}}
+            return {**_error(sdk_task_id, reply.error_type, reply.error_message, reply.error_details), "results": {}}
         artifacts = payload.get("artifacts") or []
         if isinstance(reply, Succeed):
             results_out, artifacts_out = reply.results, reply.artifacts
@@ -417,8 +450,13 @@ class FakeOperator:
             options = payload.get("options") or {}
             results_out = {"echo": options.get("text", ""), "n_artifacts": len(artifacts)}
             artifacts_out = [{"uri": a.get("uri"), "slot": a.get("slot")} for a in artifacts]
-        return {"task_id": sdk_task_id, "status": "success", "results": results_out, "error": None,
-                "artifacts": artifacts_out}
+        return {
+            "task_id": sdk_task_id,
+            "status": "success",
+            "results": results_out,
+            "error": None,
+            "artifacts": artifacts_out,
+        }
 
 
 _TAKE_SCRIPT = """
@@ -487,16 +525,23 @@ def _main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     args = parser.parse_args(argv)
     delay = args.delay
-    operator = FakeOperator(args.name, args.version, broker_url=args.url,
-                            behaviour=(lambda p: Delay(delay, echo_behaviour(p))) if delay else echo_behaviour)
+    operator = FakeOperator(
+        args.name,
+        args.version,
+        broker_url=args.url,
+        behaviour=(lambda p: Delay(delay, echo_behaviour(p))) if delay else echo_behaviour,
+    )
     operator.received = _Discard()
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(operator.run)
             queues = "/".join(VALID_PRIORITIES)
-            print(f"fake operator ready: consuming {queues}.{args.name}.{args.version} on {redact_url(args.url)}"
-                  " (Ctrl-C stops it)", flush=True)
+            print(
+                f"fake operator ready: consuming {queues}.{args.name}.{args.version} on {redact_url(args.url)}"
+                " (Ctrl-C stops it)",
+                flush=True,
+            )
 
     try:
         anyio.run(serve)

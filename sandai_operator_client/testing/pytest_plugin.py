@@ -33,8 +33,10 @@ def sandai_redis_url() -> str:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=3):
             pass
     except OSError as exc:
-        pytest.fail(f"Redis is not reachable at {parts.hostname}:{parts.port} ({exc}); start it or set "
-                    "SANDAI_TEST_REDIS_URL", pytrace=False)
+        pytest.fail(
+            f"Redis is not reachable at {parts.hostname}:{parts.port} ({exc}); start it or set SANDAI_TEST_REDIS_URL",
+            pytrace=False,
+        )
     return url
 
 
@@ -59,8 +61,7 @@ def operator_client(fake_operator: FakeOperator) -> Iterator[OperatorClient]:
     """A sync client for ``fake_operator``."""
     from .._sync import OperatorClient
 
-    client = OperatorClient(fake_operator.name, fake_operator.version, broker_url=fake_operator.broker_url,
-                            timeout=60)
+    client = OperatorClient(fake_operator.name, fake_operator.version, broker_url=fake_operator.broker_url, timeout=60)
     try:
         yield client
     finally:
@@ -72,8 +73,9 @@ async def async_operator_client(fake_operator: FakeOperator) -> AsyncIterator[As
     """An async client for ``fake_operator``."""
     from .._async import AsyncOperatorClient
 
-    async with AsyncOperatorClient(fake_operator.name, fake_operator.version,
-                                   broker_url=fake_operator.broker_url, timeout=60) as client:
+    async with AsyncOperatorClient(
+        fake_operator.name, fake_operator.version, broker_url=fake_operator.broker_url, timeout=60
+    ) as client:
         yield client
 
 

@@ -72,10 +72,22 @@ def run_row(row: Row, broker_url: str, result_backend: str, tmp: Path) -> Dict[s
         return dict.fromkeys(CHECKS, f"no: {exc}")
     found: Dict[str, str] = {}
     try:
-        client = create_client(operator.name, "v1", broker_url=broker_url, result_backend=result_backend,
-                               timeout=30, task_serializer="json")
-        msgpack_client = create_client(operator.name, "v1", broker_url=broker_url, result_backend=result_backend,
-                                       timeout=30, task_serializer="msgpack")
+        client = create_client(
+            operator.name,
+            "v1",
+            broker_url=broker_url,
+            result_backend=result_backend,
+            timeout=30,
+            task_serializer="json",
+        )
+        msgpack_client = create_client(
+            operator.name,
+            "v1",
+            broker_url=broker_url,
+            result_backend=result_backend,
+            timeout=30,
+            task_serializer="msgpack",
+        )
         with client, msgpack_client:
             for name, check in _checks(client, msgpack_client).items():
                 found[name] = _outcome(check)
@@ -94,6 +106,7 @@ def _checks(client: OperatorClient, msgpack_client: OperatorClient) -> Dict[str,
             except TaskTimeoutError:
                 return "never answered"
             return None if results == {"echo": "compat", "n_artifacts": 0} else f"answered {results!r}"
+
         return check
 
     def typed_errors() -> Optional[str]:
@@ -132,8 +145,15 @@ def _checks(client: OperatorClient, msgpack_client: OperatorClient) -> Dict[str,
         echoed = [r.results.get("echo") for r in results]
         return None if echoed == ["0", "1", "2", "3"] else f"echoed {echoed}"
 
-    return {"json tasks": echo(client, 30), "msgpack tasks": echo(msgpack_client, 3), "typed errors": typed_errors,
-            "deadline": deadline, "cancel": cancel, "desc": desc, "batch": batch}
+    return {
+        "json tasks": echo(client, 30),
+        "msgpack tasks": echo(msgpack_client, 3),
+        "typed errors": typed_errors,
+        "deadline": deadline,
+        "cancel": cancel,
+        "desc": desc,
+        "batch": batch,
+    }
 
 
 def _assert_row(row: Row, found: Dict[str, str]) -> None:
@@ -168,8 +188,7 @@ def test_rabbitmq_broker(sdk: str, amqp_url: str, tmp_path: Path) -> None:
 def render_table(found: Dict[Row, Dict[str, str]]) -> str:
     """The README's table: one row per SDK release, broker and server, ``yes`` or ``no`` per check, and a
     note per ``no`` saying why."""
-    lines = ["| SDK | broker | server | " + " | ".join(CHECKS) + " |",
-             "|---|---|---|" + "---|" * len(CHECKS)]
+    lines = ["| SDK | broker | server | " + " | ".join(CHECKS) + " |", "|---|---|---|" + "---|" * len(CHECKS)]
     notes: List[str] = []
     for row in sorted(found):
         cells = ["yes" if found[row][check] == "yes" else "no" for check in CHECKS]
@@ -193,4 +212,5 @@ def test_the_readme_table_is_what_this_run_found() -> None:
         return
     assert current.strip() == table.strip(), (
         "README's Compatibility table differs from this run; SANDAI_UPDATE_COMPAT_TABLE=1 make test-compat "
-        f"rewrites it. This run:\n{table}")
+        f"rewrites it. This run:\n{table}"
+    )

@@ -21,8 +21,15 @@ def free_port() -> int:
 class PrivateRedis:
     """A redis-server of the test's own: AOF on (fsync always) so data survives a restart."""
 
-    def __init__(self, workdir: Path, *, password: Optional[str] = None, tls_dir: Optional[Path] = None,
-                 unix: bool = False, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        password: Optional[str] = None,
+        tls_dir: Optional[Path] = None,
+        unix: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (make test installs it)", pytrace=False)
@@ -33,12 +40,36 @@ class PrivateRedis:
         self.extra_args = list(extra_args)
 
     def _args(self) -> List[str]:
-        args = [self.binary, "--bind", "127.0.0.1", "--dir", str(self.workdir), "--appendonly", "yes",
-                "--appendfsync", "always", "--save", "", "--logfile", str(self.workdir / "redis.log")]
+        args = [
+            self.binary,
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--logfile",
+            str(self.workdir / "redis.log"),
+        ]
         if self.tls_dir:
-            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls_dir / "server.pem"),
-                     "--tls-key-file", str(self.tls_dir / "server.key"), "--tls-ca-cert-file",
-                     str(self.tls_dir / "ca.pem"), "--tls-auth-clients", "no"]
+            args += [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls_dir / "server.pem"),
+                "--tls-key-file",
+                str(self.tls_dir / "server.key"),
+                "--tls-ca-cert-file",
+                str(self.tls_dir / "ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ]
         else:
             args += ["--port", str(self.port)]
         if self.password:
@@ -99,10 +130,38 @@ def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=sandai-test-ca")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sandai-test-ca",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     return d

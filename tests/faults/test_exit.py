@@ -16,8 +16,10 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture
 def operator(redis_url: str, sandai_operator_name: str) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "sandai_operator_client.testing.fake_operator",
-                             sandai_operator_name, "v1", redis_url], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandai_operator_client.testing.fake_operator", sandai_operator_name, "v1", redis_url],
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(0.5)
     try:
         yield sandai_operator_name
@@ -28,8 +30,9 @@ def operator(redis_url: str, sandai_operator_name: str) -> Iterator[str]:
 
 def test_an_exception_out_of_a_named_iterator_does_not_hang_exit(operator: str, redis_url: str) -> None:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, str(HERE / "exit_child.py"), operator, redis_url],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "exit_child.py"), operator, redis_url], capture_output=True, text=True, timeout=60
+    )
     assert time.monotonic() - started < 5, "the process did not exit promptly"
     assert "leaving with the iterator open" in done.stderr and done.returncode == 1
 
@@ -39,7 +42,12 @@ def test_a_batch_piped_into_head_exits(operator: str, redis_url: str, tmp_path: 
     tasks.write_text("".join(json.dumps({"artifacts": [], "options": {"text": str(i)}}) + "\n" for i in range(200)))
     cli = f"{sys.executable} -m sandai_operator_client"
     started = time.monotonic()
-    done = subprocess.run(f"{cli} --broker-url {redis_url} batch {operator} v1 {tasks} --timeout 30 | head -1",
-                          shell=True, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        f"{cli} --broker-url {redis_url} batch {operator} v1 {tasks} --timeout 30 | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert time.monotonic() - started < 5, "the pipeline did not exit promptly"
     assert json.loads(done.stdout.splitlines()[0])["task_id"]

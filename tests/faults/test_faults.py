@@ -40,8 +40,9 @@ def _sockets() -> int:
 
 
 async def test_restart_while_hundreds_are_awaited(private_redis: PrivateRedis) -> None:
-    operator = FakeOperator("restart", broker_url=private_redis.url, behaviour=lambda p: Delay(1.0, Echo()),
-                            reliable=True)
+    operator = FakeOperator(
+        "restart", broker_url=private_redis.url, behaviour=lambda p: Delay(1.0, Echo()), reliable=True
+    )
     results: Dict[int, Any] = {}
     with operator.in_thread():
         async with create_async_client("restart", "v1", broker_url=private_redis.url, timeout=60) as client:
@@ -59,8 +60,9 @@ async def test_restart_while_hundreds_are_awaited(private_redis: PrivateRedis) -
 
 
 def test_restart_while_the_sync_client_waits(private_redis: PrivateRedis) -> None:
-    operator = FakeOperator("restart-sync", broker_url=private_redis.url, behaviour=lambda p: Delay(1.0, Echo()),
-                            reliable=True)
+    operator = FakeOperator(
+        "restart-sync", broker_url=private_redis.url, behaviour=lambda p: Delay(1.0, Echo()), reliable=True
+    )
     with operator.in_thread(), create_client("restart-sync", "v1", broker_url=private_redis.url) as client:
         restarter = threading.Timer(0.4, private_redis.restart)
         restarter.start()
@@ -151,14 +153,24 @@ async def test_garbage_records_hit_only_their_waiter(private_redis: PrivateRedis
             results = await client.batch_sync_detailed(tasks, timeout=30)
             for result in results[: len(garbage)]:
                 assert isinstance(result.error, ResultDecodeError), result.error
-            assert all(r.success for r in results[len(garbage):])
+            assert all(r.success for r in results[len(garbage) :])
             assert (await client.sync([], {"text": "later"}))[1]["echo"] == "later"
 
 
 async def test_ten_thousand_waiters(private_redis: PrivateRedis) -> None:
     # the operator runs in its own process, so everything traced here is the client's
-    operator = subprocess.Popen([sys.executable, "-m", "sandai_operator_client.testing.fake_operator", "many", "v1",
-                                 private_redis.url, "--delay", "0.5"])
+    operator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandai_operator_client.testing.fake_operator",
+            "many",
+            "v1",
+            private_redis.url,
+            "--delay",
+            "0.5",
+        ]
+    )
     try:
         async with create_async_client("many", "v1", broker_url=private_redis.url, timeout=120) as client:
             await client.sync([], {})  # connections made, operator up
@@ -215,8 +227,10 @@ def test_password_and_unix_socket(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     server = PrivateRedis(tmp_path, password="pw-s3cret", unix=True)
     server.start()
     try:
-        with FakeOperator("unix", broker_url=server.url).in_thread(), \
-                create_client("unix", "v1", broker_url=server.url, debug=True) as client:
+        with (
+            FakeOperator("unix", broker_url=server.url).in_thread(),
+            create_client("unix", "v1", broker_url=server.url, debug=True) as client,
+        ):
             assert client.sync([], {"text": "unix"})[1]["echo"] == "unix"
         wrong = server.url.replace("pw-s3cret", "wrong-pw")
         with create_client("unix", "v1", broker_url=wrong) as client:
@@ -233,8 +247,9 @@ def test_password_and_unix_socket(tmp_path: Path, caplog: pytest.LogCaptureFixtu
 async def test_connection_killed_during_batch(private_redis: PrivateRedis) -> None:
     # tasks whose publish failed are reported at once; the batch waits only for the ones that went out
     admin = redis.Redis.from_url(private_redis.url)
-    operator = FakeOperator("killed", broker_url=private_redis.url, reliable=True,
-                            behaviour=lambda p: Delay(0.002, Echo()))
+    operator = FakeOperator(
+        "killed", broker_url=private_redis.url, reliable=True, behaviour=lambda p: Delay(0.002, Echo())
+    )
     with operator.in_thread():
         async with create_async_client("killed", "v1", broker_url=private_redis.url, timeout=60) as client:
             for _ in range(4):
@@ -247,8 +262,9 @@ async def test_connection_killed_during_batch(private_redis: PrivateRedis) -> No
 
                     tg.start_soon(kill)
                     started = time.monotonic()
-                    results = await client.batch_sync_detailed([([], {"text": str(i)}) for i in range(3000)],
-                                                               timeout=60)
+                    results = await client.batch_sync_detailed(
+                        [([], {"text": str(i)}) for i in range(3000)], timeout=60
+                    )
                 assert time.monotonic() - started < 30
                 assert all(r.success or not r.submitted for r in results)
                 assert all(r.results["echo"] == str(r.index) for r in results if r.success)

@@ -83,8 +83,13 @@ async def test_a_refused_subscription_before_publishing_publishes_nothing(acl_re
     # refusal means nothing went out; a batch publishes while subscribing, so its tasks did go out
     operator = FakeOperator("acl-split", broker_url=f"{acl_redis.url[:-2]}/1", result_backend=acl_redis.url)
     with operator.in_thread():
-        async with create_async_client(operator.name, "v1", broker_url=_user_url(acl_redis, "nochannels", 1),
-                                       result_backend=_user_url(acl_redis, "nochannels", 0), timeout=20) as client:
+        async with create_async_client(
+            operator.name,
+            "v1",
+            broker_url=_user_url(acl_redis, "nochannels", 1),
+            result_backend=_user_url(acl_redis, "nochannels", 0),
+            timeout=20,
+        ) as client:
             with pytest.raises(OperatorConnectionError) as info:
                 await client.sync([], {"text": "never"})
             assert not isinstance(info.value, ResultUnavailableError) and "NOPERM" in str(info.value)
@@ -104,8 +109,9 @@ async def test_a_publish_cut_by_a_silent_network_is_unknown_not_never_sent(priva
     operator = FakeOperator("silent", broker_url=private_redis.url)
     try:
         with operator.in_thread():
-            async with create_async_client("silent", "v1", broker_url=proxy_url(proxy, 0),
-                                           result_backend=private_redis.url, timeout=20) as client:
+            async with create_async_client(
+                "silent", "v1", broker_url=proxy_url(proxy, 0), result_backend=private_redis.url, timeout=20
+            ) as client:
                 await client.async_call([], {"text": "warm"})  # connections made
                 await _received(operator, 1)
                 client._core._channels[proxy_url(proxy, 0)]._io_timeout = 1.0
@@ -127,10 +133,14 @@ def test_a_sigint_storm_never_yields_a_foreign_result(redis_url: str, sandai_ope
     # sends exactly this): every call returns its own result, a typed error or KeyboardInterrupt, and
     # nothing hangs (the blocking client drives its own asyncio loop: one run covers it)
 
-    operator = subprocess.Popen([sys.executable, "-m", "sandai_operator_client.testing.fake_operator",
-                                 sandai_operator_name, "v1", redis_url])
-    child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sigint_storm_child.py")),
-                              sandai_operator_name, redis_url, "6"], stdout=subprocess.PIPE, text=True)
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "sandai_operator_client.testing.fake_operator", sandai_operator_name, "v1", redis_url]
+    )
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("sigint_storm_child.py")), sandai_operator_name, redis_url, "6"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         signals = 0

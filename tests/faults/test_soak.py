@@ -44,8 +44,9 @@ class _RunLog(list):  # type: ignore[type-arg]
 async def test_soak(private_redis: PrivateRedis) -> None:
     total = int(os.environ.get("SANDAI_SOAK_TASKS", "1000000"))
     rng = random.Random(7)
-    operator = FakeOperator("soak", broker_url=private_redis.url, reliable=True,
-                            behaviour=lambda p: Delay(rng.random() * 0.01, Echo()))
+    operator = FakeOperator(
+        "soak", broker_url=private_redis.url, reliable=True, behaviour=lambda p: Delay(rng.random() * 0.01, Echo())
+    )
     runs = _RunLog()
     operator.received = runs
     admin = redis.Redis.from_url(private_redis.url)
@@ -94,5 +95,6 @@ async def test_soak(private_redis: PrivateRedis) -> None:
     assert not runs.again, "tasks ran twice: " + "; ".join(
         f"{task_id} ({options!r}) again after {again - first:.3f}s, nearest kill "
         f"{min((k - first for k in kill_times), key=abs, default=float('nan')):+.3f}s from its first run"
-        for task_id, first, again, options in runs.again[:5])
+        for task_id, first, again, options in runs.again[:5]
+    )
     assert kills > 0

@@ -59,8 +59,9 @@ BREAKERS = {"idle-timeout": _idle_timeout, "client-kill": _client_kill, "restart
 
 
 @pytest.mark.parametrize("breaker", sorted(BREAKERS))
-async def test_a_connection_dropped_between_calls_does_not_fail_the_next_call(private_redis: PrivateRedis,
-                                                                              breaker: str) -> None:
+async def test_a_connection_dropped_between_calls_does_not_fail_the_next_call(
+    private_redis: PrivateRedis, breaker: str
+) -> None:
     operator = FakeOperator("stale", broker_url=private_redis.url, reliable=True)
     admin = redis.Redis(port=private_redis.port)
     with operator.in_thread():
@@ -142,9 +143,11 @@ async def test_deadlines_hold_while_the_network_is_silent(private_redis: Private
             assert all(isinstance(r.error, TaskTimeoutError) for r in got) and took < 4.5, (got, took)
             got, took = await bounded(lambda: client.batch_sync_detailed([([], {})] * 2, timeout=3))
             # not answered in time, or (the result connection being remade) not sent at all: said so
-            assert took < 4.5 and all(isinstance(r.error, (TaskTimeoutError, PublishOutcomeUnknownError))
-                                      or (not r.submitted and isinstance(r.error, OperatorConnectionError))
-                                      for r in got), (got, took)
+            assert took < 4.5 and all(
+                isinstance(r.error, (TaskTimeoutError, PublishOutcomeUnknownError))
+                or (not r.submitted and isinstance(r.error, OperatorConnectionError))
+                for r in got
+            ), (got, took)
             # a submit has no result to wait for: its write and the settling of its outcome are bounded by
             # the I/O timeout each, and it says the outcome is unknown
             got, took = await bounded(lambda: client.async_call([], {}))
@@ -175,8 +178,9 @@ async def test_every_connection_has_tcp_keepalive(private_redis: PrivateRedis) -
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
 
 
-async def test_back_to_back_calls_never_stop_to_look_at_their_connections(private_redis: PrivateRedis,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_back_to_back_calls_never_stop_to_look_at_their_connections(
+    private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # budget: a connection in steady use is not polled (a system call a call); one idle for longer
     # than idle_check is, once
     from sandai_operator_client._core import sockets

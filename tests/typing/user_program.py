@@ -16,8 +16,15 @@ from sandai_operator_client import TaskHandle
 
 
 def blocking(url: str) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
-    client: OperatorClient = create_client("echo", "v1", broker_url=url, timeout=2.5, priority="high",
-                                           connection=ConnectionPolicy(io_timeout=5.0), task_serializer="json")
+    client: OperatorClient = create_client(
+        "echo",
+        "v1",
+        broker_url=url,
+        timeout=2.5,
+        priority="high",
+        connection=ConnectionPolicy(io_timeout=5.0),
+        task_serializer="json",
+    )
     with client:
         health: HealthCheckResult = client.probe(timeout=1.5)
         assert health.response_ok or health.error
