@@ -1,31 +1,62 @@
-"""``sandai-operator`` (also ``python -m sandai_operator_client``): talk to an operator from a shell.
+"""sandai-operator (also python -m sandai_operator_client): talk to a Sandai operator from a shell.
 
-Exit codes a script can use: 0 success; 1 a task failed (operator error, deadline, cancel, bad record);
-2 bad arguments or input; 3 broker/backend unreachable; 4 timed out; 5 conformance check failed.
+Exit codes: 0 success; 1 a task failed (operator error, deadline, cancel, bad record); 2 bad arguments or
+input (nothing was sent); 3 broker or backend unreachable; 4 timed out; 5 conformance check failed;
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+from ._cli_batch import Progress, new_cancel_key, read_tasks, run_batch
 from ._sync import OperatorClient
 from .config import VALID_PRIORITIES
 from .errors import InvalidTaskInputError, OperatorConnectionError, OperatorError, TaskTimeoutError
-from .types import BatchTaskResult
 
 __all__ = ("main",)
 
 EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_CONNECTION, EXIT_TIMEOUT, EXIT_NONCONFORMANT = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
+DEFAULT_WAIT = 60.0
+"""Seconds a command waits by default (the library's default, 28,800, is for services, not shells)."""
+
+_EXAMPLES = {
+    "call": 'sandai-operator call echo v1 --artifact s3://b/in.mp4#video --options \'{"text": "hi"}\'',
+    "submit": "sandai-operator submit echo v1 --options '{}'      # prints the task id",
+    "get": "sandai-operator get echo v1 TASK_ID --timeout 30",
+    "desc": "sandai-operator desc echo v1",
+    "probe": "sandai-operator probe echo v1 --timeout 5",
+    "queues": "sandai-operator queues echo v1",
+    "cancel": "sandai-operator cancel echo v1 job-42 --ttl 3600",
+    "batch": "sandai-operator batch echo v1 tasks.jsonl --ordered --output results.jsonl",
+    "conformance": "sandai-operator conformance echo v1 --timeout 10",
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs kept as written; a default shown where it says something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS, []) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="sandai-operator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="sandai-operator",
+        description=__doc__,
+        formatter_class=_Formatter,
+        epilog="Example:\n  " + _EXAMPLES["call"] + "\n\nEach command has --help.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--broker-url", help="default: SANDAI_OPERATOR_CELERY_BROKER_URL or redis://localhost:6379/0")
     parser.add_argument("--result-backend", help="default: SANDAI_OPERATOR_CELERY_RESULT_BACKEND or the broker")
@@ -34,12 +65,20 @@ def _parser() -> argparse.ArgumentParser:
         choices=("msgpack", "json"),
         help="default: SANDAI_OPERATOR_CELERY_TASK_SERIALIZER or msgpack (json for SDK <= 0.4.0)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("operator")
-        p.add_argument("version")
+    def command(name: str, help_text: str, wait: str = "") -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=_Formatter,
+            epilog=f"Example:\n  {_EXAMPLES[name]}\n\nExit codes: see sandai-operator --help.",
+        )
+        p.add_argument("operator", help="the operator's name")
+        p.add_argument("version", help="the operator's version, e.g. v1")
+        if wait:
+            p.add_argument("--timeout", type=float, default=DEFAULT_WAIT, help=wait)
         return p
 
     def task_options(p: argparse.ArgumentParser) -> None:
@@ -51,32 +90,38 @@ def _parser() -> argparse.ArgumentParser:
             help="an input artifact (repeatable); #slot names its slot",
         )
         p.add_argument("--options", default="{}", help="options as a JSON object")
-        p.add_argument("--priority", choices=VALID_PRIORITIES)
-        p.add_argument("--timeout", type=float, help="seconds: the task's deadline and the wait")
-        p.add_argument("--cancel-key")
-        p.add_argument("--persistent-output", action="store_true")
+        p.add_argument("--priority", choices=VALID_PRIORITIES, default="normal", help="the task's queue")
+        p.add_argument("--cancel-key", help="operators skip the task once this Redis key exists")
+        p.add_argument("--persistent-output", action="store_true", help="ask the operator to keep its outputs")
 
-    task_options(command("call", "submit a task and print its result"))
-    task_options(command("submit", "submit a task and print its id"))
-    get = command("get", "wait for a task's result envelope")
-    get.add_argument("task_id")
-    get.add_argument("--timeout", type=float)
-    command("desc", "print the operator's description")
-    probe = command("probe", "submit a test task and report what worked")
-    probe.add_argument("--timeout", type=float, default=10)
+    task_options(command("call", "submit a task and print its result", "seconds: the task's deadline and the wait"))
+    submit = command("submit", "submit a task and print its id")
+    task_options(submit)
+    submit.add_argument("--timeout", type=float, default=28800, help="seconds: the task's deadline")
+    command("get", "wait for a task's result envelope", "seconds to wait").add_argument("task_id")
+    command("desc", "print the operator's description", "seconds to wait")
+    command("probe", "submit a test task and report what worked", "seconds to wait")
     command("queues", "print queue names and pending counts per priority")
     cancel = command("cancel", "set a cancel key: operators skip tasks carrying it")
     cancel.add_argument("key")
-    cancel.add_argument("--ttl", type=float)
-    batch = command("batch", "submit JSON lines of {artifacts, options}; print JSON lines of results")
+    cancel.add_argument("--ttl", type=float, help="seconds the key lives (default: a day)", default=86400)
+    batch = command(
+        "batch",
+        "submit JSON lines of {artifacts, options}; print JSON lines of results",
+        "seconds: every task's deadline and one budget for the whole batch",
+    )
     batch.add_argument("file", help="JSON lines file, or - for standard input")
     batch.add_argument("--ordered", action="store_true", help="print in input order (default: completion order)")
     batch.add_argument("--output", help="write results here instead of standard output")
-    batch.add_argument("--priority", choices=VALID_PRIORITIES)
-    batch.add_argument("--timeout", type=float, help="one budget for the whole batch")
-    batch.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
-    conformance = command("conformance", "check a live operator against the protocol")
-    conformance.add_argument("--timeout", type=float, default=60)
+    batch.add_argument("--priority", choices=VALID_PRIORITIES, default="normal", help="the tasks' queue")
+    batch.add_argument("--cancel-key", help="tag every task with this key (default: a new one; Ctrl-C sets it)")
+    batch.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress bar on standard error (auto: when it is a terminal)",
+    )
+    command("conformance", "check a live operator against the protocol", "seconds each check waits")
     return parser
 
 
@@ -102,86 +147,39 @@ def _print(value: Any, out: TextIO = sys.stdout) -> None:
     out.write(json.dumps(value, default=str, ensure_ascii=False) + "\n")
 
 
-def _result_line(result: BatchTaskResult) -> Dict[str, Any]:
-    line: Dict[str, Any] = {
-        "index": result.index,
-        "task_id": result.task_id,
-        "submitted": result.submitted,
-        "success": result.success,
-    }
-    if result.success:
-        line.update(artifacts=result.artifacts, results=result.results)
-    else:
-        line["error"] = {"type": type(result.error).__name__, "message": str(result.error)}
-    return line
-
-
-def _read_batch(path: str) -> List[Tuple[Any, Any]]:
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    try:
-        tasks = []
-        for number, line in enumerate(stream, 1):
-            if line.strip():
-                item = _json_object(line, f"line {number}")
-                tasks.append((item.get("artifacts", []), item.get("options", {})))
-        return tasks
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-
-
-class _Progress:
-    """A one-line progress bar with rate and ETA on a terminal (standard error)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.done, self.failed = total, enabled, 0, 0
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def update(self, result: BatchTaskResult) -> None:
-        self.done += 1
-        self.failed += not result.success
-        now = time.monotonic()
-        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
-            self._last = now
-            elapsed = max(now - self.started, 1e-9)
-            rate = self.done / elapsed
-            eta = (self.total - self.done) / rate if rate else 0.0
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            sys.stderr.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"{rate:,.0f}/s ETA {eta:,.1f}s failed {self.failed}"
-            )
-            if self.done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _batch(client: OperatorClient, args: argparse.Namespace) -> int:
-    tasks = _read_batch(args.file)
+    tasks = read_tasks(args.file)  # all of it checked before anything is sent
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    progress = _Progress(len(tasks), args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty()))
-    ordered: List[Optional[BatchTaskResult]] = [None] * len(tasks)
-    next_index = 0
-    failed = 0
-    results = client.batch_iter(tasks, priority=args.priority, timeout=args.timeout)
+    progress = Progress(len(tasks), args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty()))
+    cancel_key = args.cancel_key or new_cancel_key()
     try:
-        for result in results:
-            progress.update(result)
-            failed += not result.success
-            if not args.ordered:
-                _print(_result_line(result), out)
-                continue
-            ordered[result.index] = result
-            while next_index < len(ordered) and ordered[next_index] is not None:
-                _print(_result_line(ordered[next_index]), out)  # type: ignore[arg-type]
-                next_index += 1
+        outcome = run_batch(
+            client,
+            tasks,
+            ordered=args.ordered,
+            out=out,
+            progress=progress,
+            priority=args.priority,
+            timeout=args.timeout,
+            cancel_key=cancel_key,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: {progress.done} of {len(tasks)} tasks done, {progress.failed} failed; operators "
+            f"skip the rest (cancel key {cancel_key})",
+            file=sys.stderr,
+        )
+        raise
     finally:
-        results.close()  # type: ignore[attr-defined]  # never left to interpreter shutdown
         if out is not sys.stdout:
             out.close()
-    return EXIT_OK if failed == 0 else EXIT_TASK_FAILED
+    if outcome.ok == outcome.total:
+        return EXIT_OK
+    if outcome.kinds.get("timeout") == outcome.total:
+        return EXIT_TIMEOUT
+    if outcome.kinds.get("connection") == outcome.total:
+        return EXIT_CONNECTION
+    return EXIT_TASK_FAILED
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -191,6 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         broker_url=args.broker_url,
         result_backend=args.result_backend,
         task_serializer=args.task_serializer,
+        timeout=getattr(args, "timeout", DEFAULT_WAIT),
     ) as client:
         if args.command in ("call", "submit"):
             controls = dict(
@@ -236,6 +235,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly (the Python docs' recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_TASK_FAILED
+    except OSError as exc:  # a file that cannot be read or written
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_USAGE
     except (InvalidTaskInputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -246,16 +252,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_TIMEOUT
     except OperatorError as exc:
-        _print(
-            {
-                "error": {
-                    "type": type(exc).__name__,
-                    "message": str(exc),
-                    "details": getattr(exc, "error_details", None),
-                }
-            },
-            sys.stderr,
-        )
+        details = getattr(exc, "error_details", None)
+        _print({"error": {"type": type(exc).__name__, "message": str(exc), "details": details}}, sys.stderr)
         return EXIT_TASK_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED

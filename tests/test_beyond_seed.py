@@ -240,6 +240,26 @@ def test_conformance_fails_against_broken_operators(
     assert all(c.detail for c in failed)
 
 
+def test_conformance_against_nobody_stops_at_the_first_silence_and_withdraws(
+    redis_url: str, unique_name: str, redis_admin: redis.Redis
+) -> None:
+    # before: 11 checks each waited out their timeout (33 s at --timeout 3) and left 11 tasks queued
+    try:
+        with create_client(unique_name, "v1", broker_url=redis_url) as client:
+            report = run_conformance(client, timeout=1)
+        unanswered = [c for c in report.checks if c.detail.startswith("no answer")]
+        skipped = [c for c in report.checks if c.detail.startswith("skipped")]
+        assert len(report.checks) == 11 and len(unanswered) == 1 and len(skipped) == 10, report.render()
+        assert report.unanswered and report.withdrawn == 1
+        queues = [f"{p}.{unique_name}.v1" for p in ("high", "normal", "low", "very_low")]
+        assert sum(redis_admin.llen(q) for q in queues) == 0
+        out = _cli("--broker-url", redis_url, "conformance", unique_name, "v1", "--timeout", "0.5")
+        assert out.returncode == 5 and "1/11" not in out.stdout and "withdrawn" in out.stdout, out.stdout
+    finally:
+        for key in redis_admin.scan_iter(match=f"*{unique_name}*"):
+            redis_admin.delete(key)
+
+
 def test_conformance_cli_against_fake(fake_operator: FakeOperator) -> None:
     out = _cli("--broker-url", fake_operator.broker_url, "conformance", fake_operator.name, "v1", "--timeout", "10")
     assert out.returncode == 0, out.stdout + out.stderr

@@ -222,6 +222,16 @@ class RedisPublisher:
                 reasons.append(f"connection lost while publishing ({lost}); the task never reached the queue")
         return reasons
 
+    async def withdraw(self, tasks: Sequence[PreparedTask]) -> int:
+        """Take ``tasks`` off their lists where no operator took them yet (``LREM`` of their envelopes,
+        encoded again: the encoding is deterministic); how many were still there."""
+        if not tasks:
+            return 0
+        replies = await self._commands.execute_many(
+            [("LREM", priority_list_name(t.queue, 0), 1, _envelope(self._envelopes, t)) for t in tasks]
+        )
+        return sum(1 for reply in replies if reply == 1)
+
     async def queue_depth(self, queue: str) -> int:
         """LLEN of every priority list of ``queue``, summed."""
         replies = await self._commands.execute_many([("LLEN", name) for name in priority_list_names(queue)])

@@ -757,6 +757,18 @@ class OperatorCore:
             submit_ok=True, retrieval_ok=True, response_ok=response_ok, task_id=task.task_id, error=error
         )
 
+    async def withdraw(self, tasks: Sequence[PreparedTask]) -> int:
+        """Take published ``tasks`` back off their queues where no operator took them yet (Redis brokers;
+        0 elsewhere); how many were withdrawn."""
+        self._check_open()
+        withdraw = getattr(self._publisher, "withdraw", None)
+        if withdraw is None:
+            return 0
+        try:
+            return int(await withdraw(tasks))
+        except ConnectionLost as exc:
+            raise self._connection_error(exc) from None
+
     async def queue_depth(self) -> Dict[str, int]:
         """Messages waiting per priority."""
         self._check_open()

@@ -38,6 +38,10 @@ class ConformanceReport:
     operator: str
     checks: List[CheckResult] = field(default_factory=list)
     duration: float = 0.0
+    unanswered: bool = False
+    """A check got no answer: the later ones were skipped and the run's queued tasks withdrawn."""
+    withdrawn: int = 0
+    """Tasks of this run taken back off the queues (no operator had taken them)."""
 
     @property
     def passed(self) -> bool:
@@ -51,14 +55,23 @@ class ConformanceReport:
             mark = "PASS" if check.passed else "FAIL"
             lines.append(f"  [{mark}] {check.name}" + (f": {check.detail}" if check.detail else ""))
         lines.append(f"{sum(c.passed for c in self.checks)}/{len(self.checks)} checks passed in {self.duration:.1f}s")
+        if self.unanswered:
+            lines.append(
+                f"the operator stopped answering: later checks skipped, {self.withdrawn} queued task(s) "
+                "withdrawn, the rest tagged with a cancel key"
+            )
         return "\n".join(lines)
 
 
 async def _check(report: ConformanceReport, name: str, probe: Callable[[], Awaitable[Optional[str]]]) -> None:
+    if report.unanswered:  # one unanswered check is enough: waiting out the rest would only add time
+        report.checks.append(CheckResult(name, False, "skipped: the operator did not answer an earlier check"))
+        return
     try:
         problem = await probe()
     except TaskTimeoutError as exc:
         problem = f"no answer: {exc}"
+        report.unanswered = True
     except OperatorError as exc:
         problem = f"{type(exc).__name__}: {exc}"
     report.checks.append(CheckResult(name, problem is None, problem or ""))
@@ -69,8 +82,12 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
     config = core.config
     report = ConformanceReport(f"{config.operator_name} {config.operator_version}")
 
+    published: List[Any] = []  # every task of this run, to withdraw what no operator took
+    run_key = f"sandai-conformance-{config.operator_name}-{new_uuid4()}"  # on every task that may carry one
+
     async def ask(payload: Any, priority: str, on: OperatorCore = core) -> tuple[str, Any]:
         task = on.prepare_payload(dict(payload), priority)
+        published.append(task)
         await on.publish_one(task)
         return task.task_id, await on.get_result(task.task_id, timeout)
 
@@ -100,7 +117,8 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
         return None
 
     async def task_envelope() -> Optional[str]:
-        task = core.prepare([], {})
+        task = core.prepare([], {}, cancel_key=run_key)
+        published.append(task)
         await core.publish_one(task)
         envelope = await core.get_result(task.task_id, timeout)
         if not isinstance(envelope, dict):
@@ -121,6 +139,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
     async def deadline() -> Optional[str]:
         payload = build_task_payload([], {}, deadline=time.time() - 60, cancel_key=None, persistent_output=False)
         task = core.prepare_payload(payload, core.check_priority(None))  # already past when it arrives
+        published.append(task)
         await core.publish_one(task)
         envelope = await core.get_result(task.task_id, timeout)
         try:
@@ -135,6 +154,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
         key = f"sandai-conformance-{new_uuid4()}"
         await core.cancel(key, ttl=max(int(timeout) * 2, 60))
         task = core.prepare([], {}, cancel_key=key)
+        published.append(task)
         await core.publish_one(task)
         envelope = await core.get_result(task.task_id, timeout)
         try:
@@ -179,6 +199,9 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
         await _check(report, f"queue {config.queue_names[priority]} is consumed", priority_check(priority))
     for serializer in ("msgpack", "json"):
         await _check(report, f"{serializer} task messages are accepted", serializer_check(serializer))
+    if report.unanswered:  # leave nothing behind for an operator that comes back later
+        await core.cancel(run_key, ttl=max(int(timeout) * 2, 3600))
+        report.withdrawn = await core.withdraw(published)
     report.duration = time.monotonic() - started
     return report
 

@@ -111,14 +111,18 @@ def echo_behaviour(payload: Dict[str, Any]) -> Reply:
 class FakeOperator:
     """A protocol-level operator for tests. Run it with ``async with op.running():`` or ``with op.in_thread():``.
 
-    ``received`` lists every payload taken from the queues (with ``_priority`` and ``_task_id`` added).
+    ``received`` lists every payload taken from the queues (with ``_priority`` and ``_task_id`` added),
+    ``skipped`` the ids of tasks it did not run because their deadline had passed or their cancel key was
+    set; :meth:`assert_received` checks them as respx's ``route.called`` does.
     ``honour_deadline``, ``honour_cancel_key`` and ``serve_desc`` switched off play an operator that
     breaks the protocol (what the conformance run must catch). ``reliable=True`` takes messages and
     notes them in ``unacked`` in one atomic step (a Lua script, polled every 5 ms when idle) and answers
     what it had taken before a broker restart: an operator that loses nothing, for fault tests; the
     default takes them as kombu does (pop, then note), which can lose a message popped just before a
     crash, and blocks instead of polling. ``track_unacked=False`` skips the ``unacked`` bookkeeping (two
-    round trips per task) for pure speed, as the benchmarks' operator does.
+    round trips per task) for pure speed, as the benchmarks' operator does. ``concurrency``: run at most
+    this many tasks at a time and take no more messages meanwhile (with ``prefetch=1``, one by one, as an
+    SDK operator with ``max_concurrency=1``); default unbounded.
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class FakeOperator:
         result_retry_seconds: float = 60.0,
         reliable: bool = False,
         track_unacked: bool = True,
+        concurrency: Optional[int] = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -166,10 +171,28 @@ class FakeOperator:
         self.result_retry_seconds = result_retry_seconds
         self.reliable = reliable
         self.track_unacked = track_unacked or reliable
+        self.concurrency = concurrency
         self._blmpop = True
         self.received: List[Dict[str, Any]] = []
+        self.skipped: List[str] = []
         self.queues = [f"{p}.{name}.{version}" for p in VALID_PRIORITIES]
         self.ready = threading.Event()
+
+    def assert_received(self, count: Optional[int] = None, **options: Any) -> List[Dict[str, Any]]:
+        """The payloads received whose options include ``options`` (all of them without); asserts there
+        are ``count`` of them when given, else at least one. Returns them."""
+        matching = [
+            payload
+            for payload in self.received
+            if all((payload.get("options") or {}).get(key) == value for key, value in options.items())
+        ]
+        if count is None:
+            assert matching, f"{self.name} received no task with options {options!r} (it got {len(self.received)})"
+        else:
+            assert len(matching) == count, (
+                f"{self.name} received {len(matching)} task(s) with options {options!r}, expected {count}"
+            )
+        return matching
 
     # ------------------------------------------------------------------ running
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -194,6 +217,8 @@ class FakeOperator:
                             recover = False
                             taken = await self._recover(bookkeeping, in_flight)
                         else:
+                            while self.concurrency is not None and len(in_flight) >= self.concurrency:
+                                await anyio.sleep(0.005)  # a slot frees when a task is answered
                             taken = await self._take(broker, bookkeeping, lists)
                     except ConnectionLost:
                         await broker.aclose()
@@ -387,6 +412,10 @@ class FakeOperator:
         envelope_out = await self._answer(kwargs, sdk_task_id, results)
         if envelope_out is None:
             return
+        if isinstance(envelope_out, dict) and (envelope_out.get("error") or {}).get("error_details", {}).get(
+            "skipped_before_processing"
+        ):
+            self.skipped.append(task_id)
         if isinstance(envelope_out, bytes):
             record = envelope_out
         else:
