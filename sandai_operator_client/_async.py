@@ -10,7 +10,14 @@ from ._gone import gone
 from ._settings import ClientSettings
 from .config import ConnectionPolicy, Priority
 from .errors import OperatorError
-from .types import AsyncSubmittedTask, BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult
+from .types import (
+    AsyncSubmittedTask,
+    BatchTaskResult,
+    ClientStatistics,
+    HealthCheckResult,
+    LegacyBatchTasks,
+    LegacyTaskResult,
+)
 
 __all__ = ("AsyncOperatorClient", "AsyncTaskHandle", "create_async_client")
 
@@ -98,6 +105,12 @@ class AsyncOperatorClient(ClientSettings):
     async def aclose(self) -> None:
         """Close connections; idempotent."""
         await self._core.aclose()
+        self._log_close()
+
+    def statistics(self) -> ClientStatistics:
+        """Connections, watched channels, waiting calls, queued commands, reconnects and settled writes
+        now (no I/O): see :class:`~sandai_operator_client.ClientStatistics`."""
+        return self._core.statistics()
 
     def handle(self, task_id: str) -> AsyncTaskHandle:
         """A handle for a task submitted earlier (by this or another process), by its id."""

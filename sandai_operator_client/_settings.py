@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from ._core.tracing import configure_from_environment
 from ._gone import gone
-from .config import VALID_PRIORITIES, ClientConfig, ConnectionPolicy, Priority, check_priority, resolve_client_config
+from ._log import logger
+from .config import (
+    VALID_PRIORITIES,
+    ClientConfig,
+    ConnectionPolicy,
+    Priority,
+    check_priority,
+    redact_url,
+    resolve_client_config,
+)
 
 __all__ = ("ClientSettings",)
 
@@ -89,7 +99,22 @@ class ClientSettings:
         self.result_backend = config.result_backend
         self.task_serializer = config.celery.task_serializer
         self.result_serializer = config.celery.result_serializer
+        configure_from_environment(self.operator_name)  # upstream 0.6.x's tracing switches
         self._open()
+        self._logged_close = False
+        logger.info(
+            "%s for %s %s opened: broker %s, results %s",
+            type(self).__name__,
+            self.operator_name,
+            self.operator_version,
+            redact_url(self.broker_url),
+            redact_url(self.result_backend),
+        )
+
+    def _log_close(self) -> None:
+        if not self._logged_close:
+            self._logged_close = True
+            logger.info("%s for %s %s closed", type(self).__name__, self.operator_name, self.operator_version)
 
     celery_app = gone(
         "celery_app",

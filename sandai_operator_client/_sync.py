@@ -28,7 +28,14 @@ from ._portal import InlineLoop, LoopThread, loop_thread
 from ._settings import ClientSettings
 from .config import ConnectionPolicy, Priority
 from .errors import OperatorError
-from .types import BatchTaskResult, HealthCheckResult, LegacyBatchTasks, LegacyTaskResult, SubmittedTask
+from .types import (
+    BatchTaskResult,
+    ClientStatistics,
+    HealthCheckResult,
+    LegacyBatchTasks,
+    LegacyTaskResult,
+    SubmittedTask,
+)
 
 __all__ = ("OperatorClient", "TaskHandle", "TaskState", "create_client")
 
@@ -173,6 +180,16 @@ class OperatorClient(ClientSettings):
         self._inline.run(OperatorCore.aclose, self._core)
         if self._loop is not None and self._loop_core is not None:
             self._loop.run(OperatorCore.aclose, self._loop_core)
+        self._log_close()
+
+    def statistics(self) -> ClientStatistics:
+        """Connections, watched channels, waiting calls, queued commands, reconnects and settled writes
+        now (no I/O): see :class:`~sandai_operator_client.ClientStatistics`. Read from the client's
+        cores as they are: a snapshot, not a transaction."""
+        figures = self._core.statistics()
+        if self._loop_core is not None:
+            figures = figures + self._loop_core.statistics()
+        return figures
 
     def handle(self, task_id: str) -> TaskHandle:
         """A handle for a task submitted earlier (by this or another process), by its id."""

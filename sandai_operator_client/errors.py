@@ -72,15 +72,41 @@ class TaskDeliveryLimitExceededError(TaskExecutionError):
 
 
 class TaskTimeoutError(OperatorError):
-    """Waiting for a task result took longer than the caller allowed."""
+    """Waiting for a task result took longer than the caller allowed.
 
-    def __init__(self, task_id: str, timeout: float):
+    ``whereabouts`` says where the task was when the wait ended, when the client could look (a Redis
+    broker, a task this client published): ``"queued"`` (no operator took it; ``queue`` and
+    ``queue_waiting`` say where and how many wait there), ``"taken"`` (an operator took it and has not
+    answered), ``"finished"`` (its result was written as the wait ended), ``"no trace"`` (neither queued,
+    taken nor answered); None when the client could not look.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        timeout: float,
+        whereabouts: Optional[str] = None,
+        queue: Optional[str] = None,
+        queue_waiting: Optional[int] = None,
+    ):
         self.task_id = task_id
         self.timeout = timeout
-        super().__init__(f"Task {task_id} timed out after {timeout} seconds")
+        self.whereabouts = whereabouts
+        self.queue = queue
+        self.queue_waiting = queue_waiting
+        message = f"Task {task_id} timed out after {timeout} seconds"
+        if whereabouts == "queued":
+            message += f": still queued ({queue_waiting} waiting in {queue}; no operator took it)"
+        elif whereabouts == "taken":
+            message += ": taken by an operator, no result yet"
+        elif whereabouts == "finished":
+            message += ": its result was written as the wait ended"
+        elif whereabouts == "no trace":
+            message += f": no trace of it (not in {queue}, not taken, no result)"
+        super().__init__(message)
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.task_id, self.timeout))
+        return (type(self), (self.task_id, self.timeout, self.whereabouts, self.queue, self.queue_waiting))
 
 
 class InvalidTaskStatusError(OperatorError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
 if TYPE_CHECKING:  # the handles live with the facades; only their types are needed here
     from ._async import AsyncTaskHandle
@@ -17,6 +17,7 @@ else:
 __all__ = (
     "AsyncSubmittedTask",
     "BatchTaskResult",
+    "ClientStatistics",
     "ErrorInfoDict",
     "HealthCheckResult",
     "InputArtifactDict",
@@ -152,6 +153,30 @@ class BatchTaskResult:
         if self.success:
             return self.artifacts, self.results
         return [], {}
+
+
+class ClientStatistics(NamedTuple):
+    """A snapshot of a client, from ``client.statistics()`` (no I/O; the anyio/trio convention).
+
+    ``connections``: Redis connections open now (the result connection and one command connection per
+    Redis URL in use). ``watched_channels``: result channels subscribed. ``waiting_calls``: calls waiting
+    for results. ``queued_commands``: commands written or queued on the result connection whose replies
+    are due. ``reconnects``: result connections re-established after a loss, since the client was made.
+    ``settled_writes``: publishes whose connection was cut after writing, whose outcome was then settled.
+    """
+
+    connections: int
+    watched_channels: int
+    waiting_calls: int
+    queued_commands: int
+    reconnects: int
+    settled_writes: int
+
+    def __add__(self, other: object) -> ClientStatistics:
+        """Field by field (the blocking client adds its two cores' figures)."""
+        if not isinstance(other, ClientStatistics):
+            return NotImplemented
+        return ClientStatistics(*(a + b for a, b in zip(self, other)))
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,22 @@ def sdk_operator_amqp(
         delete_amqp_queues(name)
         for key in redis_admin.scan_iter(match=f"*{name}*"):
             redis_admin.delete(key)
+
+
+@pytest.fixture
+def span_exporter() -> Iterator[Any]:
+    """An in-memory exporter of every span finished during the test (the process-wide tracer provider
+    is set once, by whichever test needs it first; each test adds an exporter of its own)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()  # a processor cannot be removed: a shut exporter drops what it is given

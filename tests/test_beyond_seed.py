@@ -134,25 +134,20 @@ def test_queue_depth_redis(redis_url: str, unique_name: str, redis_admin: redis.
 
 
 # ---------------------------------------------------------------------------- tracing
-def test_tracing_context_reaches_the_payload(operator_client: OperatorClient, fake_operator: FakeOperator) -> None:
+def test_tracing_context_reaches_the_payload(
+    operator_client: OperatorClient, fake_operator: FakeOperator, span_exporter: Any
+) -> None:
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    tracer = trace.get_tracer("test")
     operator_client.sync([], {"text": "untraced"})
     assert "_tracing" not in fake_operator.received[-1]
     with trace.use_span(tracer.start_span("caller"), end_on_exit=True) as caller:
-        trace.set_tracer_provider(provider)
         operator_client.sync([], {"text": "traced"})
     carrier = fake_operator.received[-1]["_tracing"]
     trace_id = format(caller.get_span_context().trace_id, "032x")
     assert carrier["traceparent"].split("-")[1] == trace_id
-    spans = [s for s in exporter.get_finished_spans() if s.name == "sandai.operator.submit"]
+    spans = [s for s in span_exporter.get_finished_spans() if s.name == "sandai.operator.submit"]
     assert spans and spans[-1].attributes["messaging.message.id"] == fake_operator.received[-1]["_task_id"]
 
 

@@ -140,6 +140,10 @@ class KombuPublisher:
         except Exception as exc:
             raise ConnectionLost(f"{redact_url(self._url)}: {_describe(exc, self._url)}") from None
 
+    def abandon(self) -> None:
+        """Close the kombu connection now, from any thread (it is only used from worker threads)."""
+        self._disconnect()
+
     async def aclose(self) -> None:
         """Close the kombu connection."""
         with anyio.CancelScope(shield=True):

@@ -18,10 +18,12 @@ class Backoff:
 
     def __init__(self, first: float = 0.05, limit: float = 1.0) -> None:
         self.delay = first
+        self.last = 0.0  # the pause the last wait slept (0: none yet)
         self._limit = limit
 
     async def wait(self) -> None:
         """Sleep, then double the next pause (up to the limit)."""
+        self.last = self.delay
         await anyio.sleep(self.delay)
         self.delay = min(self.delay * 2, self._limit)
 

@@ -12,6 +12,7 @@ from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Protocol,
 
 import anyio
 
+from .._log import logger
 from ..protocol.celery import TaskMessage, TaskShape
 from ..protocol.kombu_redis import RedisEnvelopeEncoder, priority_list_name, priority_list_names
 from ..protocol.resp import RespError
@@ -70,6 +71,14 @@ class LPush(Sequence[Union[str, bytes]]):
 
 def _envelope(encoder: RedisEnvelopeEncoder, task: PreparedTask) -> bytes:
     return encoder.encode(task.message, queue=task.queue, delivery_tag=task.delivery_tag)
+
+
+class Whereabouts(NamedTuple):
+    """Where a published task is: ``place`` ``"queued"``, ``"taken"``, ``"finished"``, ``"no trace"``
+    (None: could not tell), and how many messages wait in its queue."""
+
+    place: Optional[str]
+    waiting: int
 
 
 class PreparedTask(NamedTuple):
@@ -136,6 +145,7 @@ class RedisPublisher:
     def __init__(self, commands: CommandChannel, *, settle_timeout: float = 30.0) -> None:
         self._commands = commands
         self._settle_timeout = settle_timeout
+        self.settlements = 0  # publishes cut after writing whose outcome had to be settled (statistics)
         self._envelopes = RedisEnvelopeEncoder()
 
     async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
@@ -200,9 +210,17 @@ class RedisPublisher:
                 ("EXISTS", result_key(task.task_id)),
             ]
         replies: Optional[List[object]] = None
+        self.settlements += 1
         with anyio.move_on_after(self._settle_timeout):
             replies = await retry_while_disconnected(lambda: self._commands.execute_many(checks))
         if replies is None:
+            logger.warning(
+                "a publish of %d task(s) was cut (%s) and the server did not come back within %gs: "
+                "whether they were queued is unknown",
+                len(tasks),
+                lost,
+                self._settle_timeout,
+            )
             raise lost  # the server did not come back: the outcome stays unknown
         reasons: List[Optional[str]] = []
         for i in range(len(tasks)):
@@ -220,7 +238,39 @@ class RedisPublisher:
                 )
             else:
                 reasons.append(f"connection lost while publishing ({lost}); the task never reached the queue")
+        logger.warning(
+            "a publish of %d task(s) was cut (%s); settled: %d published, %d withdrawn or never queued, %d unknown",
+            len(tasks),
+            lost,
+            reasons.count(None),
+            sum(1 for r in reasons if type(r) is str),
+            sum(1 for r in reasons if isinstance(r, OutcomeUnknown)),
+        )
         return reasons
+
+    async def whereabouts(self, task: PreparedTask, result_on_broker: bool) -> Whereabouts:
+        """Where a published ``task`` is, in one pipeline: on its list (``LPOS``), in kombu's ``unacked``
+        hash (taken by an operator), finished (its result key, when results live on this server)."""
+        lists = priority_list_names(task.queue)
+        commands: List[Tuple[object, ...]] = [
+            ("LPOS", priority_list_name(task.queue, 0), _envelope(self._envelopes, task)),
+            ("HEXISTS", "unacked", task.delivery_tag),
+            *[("LLEN", name) for name in lists],
+        ]
+        if result_on_broker:
+            commands.append(("EXISTS", result_key(task.task_id)))
+        replies = await self._commands.execute_many(commands)
+        waiting = sum(r for r in replies[2 : 2 + len(lists)] if isinstance(r, int))
+        finished = result_on_broker and replies[-1] == 1
+        if finished:
+            return Whereabouts("finished", waiting)
+        if replies[1] == 1:
+            return Whereabouts("taken", waiting)
+        if isinstance(replies[0], int):
+            return Whereabouts("queued", waiting)
+        if replies[0] is None:
+            return Whereabouts("no trace" if result_on_broker else None, waiting)
+        return Whereabouts(None, waiting)  # LPOS refused (Redis < 6.0.6): unknown
 
     async def withdraw(self, tasks: Sequence[PreparedTask]) -> int:
         """Take ``tasks`` off their lists where no operator took them yet (``LREM`` of their envelopes,

@@ -6,6 +6,7 @@ Task ids are ours (uuid4); the payload's ``task_id`` written by the operator is 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -14,6 +15,9 @@ from collections import abc
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
+import anyio
+
+from .._log import logger
 from ..config import ClientConfig, check_priority, check_timeout, redact_url
 from ..errors import (
     InvalidTaskInputError,
@@ -36,13 +40,13 @@ from ..protocol.operator import (
 )
 from ..protocol.results import READY_STATES, decode_result_record, result_key
 from ..protocol.serialization import DecodeError, EncodeError
-from ..types import BatchTaskResult, HealthCheckResult, LegacyTaskResult
+from ..types import BatchTaskResult, ClientStatistics, HealthCheckResult, LegacyTaskResult
 from .broker import LPush, OutcomeUnknown, PreparedTask, Publisher, RedisPublisher
 from .group_commit import GroupCommit
 from .loop import Mutex, current_time
 from .redis import CommandChannel, ConnectionLost, interrupted, parse_redis_url
 from .results import Outcome, ResultHub, Watch
-from .tracing import end_task_span, start_task_span
+from .tracing import end_task_span, start_call_span, start_task_span, use_call_span
 
 __all__ = ("OperatorCore", "Submission", "TaskSpec", "as_submissions", "new_uuid4")
 
@@ -274,12 +278,12 @@ class OperatorCore:
         for task, error in zip(tasks, errors):
             if task.span is not None:
                 end_task_span(task.span, error)
-        if self.config.debug:
-            import logging  # only debug clients pay for it
-
-            logging.getLogger("sandai_operator_client").debug(
-                "published %d of %d task(s)", errors.count(None), len(tasks)
-            )
+        if logger.isEnabledFor(logging.DEBUG):
+            for task, error in zip(tasks, errors):
+                if error is None:
+                    logger.debug("task %s submitted to %s", task.task_id, task.queue)
+                else:
+                    logger.debug("task %s not submitted: %s", task.task_id, error)
         return errors
 
     def _lost_publishing(self, tasks: Sequence[PreparedTask], lost: ConnectionLost) -> List[Optional[Exception]]:
@@ -399,6 +403,14 @@ class OperatorCore:
         ``timeout`` None waits without limit. FAILURE/REVOKED records raise ``TaskExecutionError``.
         """
         self._check_open()
+        span = start_call_span("get", self.config.operator_name, self.config.operator_version, None)
+        if span is not None:
+            span.set_attribute("messaging.message.id", task_id)
+            with use_call_span(span):
+                return await self._get_result(task_id, timeout)
+        return await self._get_result(task_id, timeout)
+
+    async def _get_result(self, task_id: str, timeout: Optional[float]) -> Any:
         limit = float("inf") if timeout is None else check_timeout(timeout, allow_zero=True)
         deadline = self._deadline(limit)
         try:
@@ -456,8 +468,26 @@ class OperatorCore:
                     await watch.__aexit__(None, None, None)
         except ConnectionLost as exc:
             raise (self._result_unavailable(task.task_id, exc) if sent else self._connection_error(exc)) from None
+        if task.task_id not in watch.outcomes:
+            raise await self._timed_out(task, timeout)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("task %s answered", task.task_id)
         envelope = self._outcome_envelope(task.task_id, watch, timeout)
         return envelope if finish is None else finish(task.task_id, envelope)
+
+    async def _timed_out(self, task: PreparedTask, timeout: float) -> TaskTimeoutError:
+        """The timeout of a task this client published, saying where the task is: one pipelined look on a
+        Redis broker, given at most a second (or the I/O timeout) past the caller's deadline."""
+        whereabouts = getattr(self._publisher, "whereabouts", None)
+        place: Optional[str] = None
+        waiting: Optional[int] = None
+        if whereabouts is not None:
+            with anyio.move_on_after(min(1.0, self._policy.io_timeout)):
+                try:
+                    place, waiting = await whereabouts(task, self.config.broker_url == self.config.result_backend)
+                except ConnectionLost:
+                    pass
+        return TaskTimeoutError(task.task_id, timeout, place, task.queue, waiting)
 
     async def _carried_publish(self, task: PreparedTask, carried: List[LPush], watch: Watch, deadline: float) -> bool:
         """Wait for the reply to the LPUSH ``watch`` carried: True when the task is on the queue (or its
@@ -482,9 +512,23 @@ class OperatorCore:
         A plain method returning :meth:`_call`'s coroutine: 2,000 concurrent calls are 2,000 coroutines
         fewer for the cyclic GC to walk, and each resumption passes one frame less.
         """
+        span = start_call_span("sync", self.config.operator_name, self.config.operator_version, None)
+        if span is not None:
+            return self._traced_sync(span, input_artifacts, options, timeout, controls)
         task = self.prepare(input_artifacts, options, timeout=timeout, **controls)
         wait = timeout if timeout is not None else self.config.timeout
         return self._call(task, wait, finish=_legacy_result)
+
+    async def _traced_sync(
+        self, span: Any, input_artifacts: Any, options: Any, timeout: Optional[float], controls: Dict[str, Any]
+    ) -> LegacyTaskResult:
+        """:meth:`sync` inside its CLIENT span (made current, so the task's PRODUCER span is its child)."""
+        with use_call_span(span):
+            task = self.prepare(input_artifacts, options, timeout=timeout, **controls)
+            span.set_attribute("messaging.destination.name", task.queue)
+            span.set_attribute("messaging.message.id", task.task_id)
+            wait = timeout if timeout is not None else self.config.timeout
+            return await self._call(task, wait, finish=_legacy_result)  # type: ignore[no-any-return]
 
     async def desc(self) -> Dict[str, Any]:
         """The operator's description, asked once per client (concurrent callers share the request)."""
@@ -624,6 +668,8 @@ class OperatorCore:
         """
         if not self.config.auto_forget_result or not task_ids or self._closed:
             return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("result key(s) of %d task(s) to delete: %s", len(task_ids), ", ".join(task_ids[:10]))
         if self._hub.forget(task_ids):
             return
         self._results.defer("DEL", *[result_key(t) for t in task_ids])
@@ -757,6 +803,19 @@ class OperatorCore:
             submit_ok=True, retrieval_ok=True, response_ok=response_ok, task_id=task.task_id, error=error
         )
 
+    def statistics(self) -> ClientStatistics:
+        """What this core holds now (no I/O): see :class:`~sandai_operator_client.ClientStatistics`."""
+        hub = self._hub.statistics()
+        channels = sum(1 for channel in self._channels.values() if channel.connected)
+        return ClientStatistics(
+            connections=channels + hub.connected,
+            watched_channels=hub.watched_channels,
+            waiting_calls=hub.waiting_calls,
+            queued_commands=hub.queued_commands,
+            reconnects=hub.reconnects,
+            settled_writes=getattr(self._publisher, "settlements", 0),
+        )
+
     async def withdraw(self, tasks: Sequence[PreparedTask]) -> int:
         """Take published ``tasks`` back off their queues where no operator took them yet (Redis brokers;
         0 elsewhere); how many were withdrawn."""
@@ -776,6 +835,19 @@ class OperatorCore:
             return {p: await self._publisher.queue_depth(q) for p, q in self.config.queue_names.items()}
         except ConnectionLost as exc:
             raise self._connection_error(exc) from None
+
+    def abandon(self) -> None:
+        """Close every connection at once, outside any event loop: for a client whose loop has ended
+        (a test's, say) without ``aclose()``; nothing is sent. Idempotent; ``aclose()`` after it is a no-op."""
+        if self._closed:
+            return
+        self._closed = True
+        self._hub.abandon()
+        abandon = getattr(self._publisher, "abandon", None)
+        if abandon is not None:
+            abandon()
+        for channel in self._channels.values():
+            channel.abandon()
 
     async def aclose(self) -> None:
         """Close every connection; waiters still blocked get ``OperatorConnectionError``."""

@@ -284,6 +284,16 @@ class RedisConnection:
             del replies[due:]
         return replies
 
+    def abandon(self) -> None:
+        """Close the socket at once, outside any event loop (never raises; nobody may be waiting on it)."""
+        try:
+            if isinstance(self._stream, SocketByteStream):
+                self._stream.abandon()
+            else:  # a TLS stream: its socket underneath
+                self._stream.extra(anyio.abc.SocketAttribute.raw_socket).close()
+        except Exception:
+            pass
+
     async def aclose(self) -> None:
         """Close the socket (never raises)."""
         with anyio.CancelScope(shield=True):
@@ -339,6 +349,11 @@ class CommandChannel:
         followed by silence leaves little behind.
         """
         self._deferred.append(args)
+
+    @property
+    def connected(self) -> bool:
+        """A connection is open (not known to be broken)."""
+        return self._conn is not None and not self._closed
 
     @property
     def busy(self) -> bool:
@@ -418,6 +433,15 @@ class CommandChannel:
             self._conn = None
         error.maybe_sent = sending
         raise error
+
+    def abandon(self) -> None:
+        """Close at once, outside any event loop (the loop the connection was used on has ended): nothing
+        deferred is sent; later calls raise ``ConnectionLost``."""
+        self._closed = True
+        for conn in (self._conn, self._abandoned):
+            if conn is not None:
+                conn.abandon()
+        self._conn = self._abandoned = None
 
     async def _close_abandoned(self) -> None:
         """Close the connection an interrupt left with replies due (never used again)."""

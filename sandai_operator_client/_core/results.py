@@ -42,6 +42,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    NamedTuple,
     Optional,
     Sequence,
     Set,
@@ -52,6 +53,7 @@ from typing import (
 
 import anyio
 
+from .._log import logger
 from ..config import ConnectionPolicy
 from ..errors import ResultDecodeError
 from ..protocol.resp import PIECE_SIZE, Push, RespError, encode_command, encode_pipeline
@@ -61,7 +63,7 @@ from .backoff import Backoff
 from .loop import Mutex, Wakeup, current_time, new_wakeup, wake
 from .redis import MIN_IO, CommandChannel, ConnectionLost, RedisAddress, RedisConnection, keepalive_of
 
-__all__ = ("Outcome", "ResultHub", "Watch")
+__all__ = ("HubStatistics", "Outcome", "ResultHub", "Watch")
 
 Outcome = Union[ResultRecord, Exception]
 _MGET_CHUNK = 1000
@@ -286,6 +288,19 @@ def _all_set(events: List[_Confirmation]) -> Callable[[Watch], bool]:
     return check
 
 
+class HubStatistics(NamedTuple):
+    """A snapshot of a result hub: whether its connection is up, the result channels subscribed, the
+    calls waiting on them (``parked_waiters`` of them idle while another reads), commands written or queued
+    whose replies are due, and the connections re-established after a loss."""
+
+    connected: bool
+    watched_channels: int
+    waiting_calls: int
+    parked_waiters: int
+    queued_commands: int
+    reconnects: int
+
+
 class ResultHub:
     """Pub/sub multiplexer for result records of one Redis result backend."""
 
@@ -334,6 +349,8 @@ class ResultHub:
         self._tiebreak = _counter()
         self._reconnect_deadline: Optional[float] = None  # while reconnecting: when to give up
         self._closed = False
+        self.reconnects = 0  # connections re-established after a loss (statistics)
+        self._lost_at: Optional[float] = None  # when the network took the connection (logged, timed)
 
     # ------------------------------------------------------------------ introspection (tests, metrics)
     @property
@@ -351,6 +368,19 @@ class ResultHub:
     def waiting(self) -> int:
         """How many watches are parked waiting for the reader."""
         return len(self._idle)
+
+    def statistics(self) -> HubStatistics:
+        """What the hub holds now (no I/O): see :class:`HubStatistics`."""
+        watches = {id(w) for w in self._watchers.values()}
+        watches.update(id(w) for also in self._also_watching.values() for w in also)
+        return HubStatistics(
+            connected=self._conn is not None,
+            watched_channels=len(self._watchers),
+            waiting_calls=len(watches),
+            parked_waiters=len(self._idle),
+            queued_commands=len(self._outbox) + len(self._expected),
+            reconnects=self.reconnects,
+        )
 
     # ------------------------------------------------------------------ public
     def watch(
@@ -461,6 +491,15 @@ class ResultHub:
         """Await it: returns once every command ``watch`` carried has its reply (or at ``deadline``)."""
         watch._need = watch._replies_due
         return self._drive(watch, Watch._has_replies, deadline)
+
+    def abandon(self) -> None:
+        """Close at once, outside any event loop (the loop the hub was used on has ended)."""
+        self._closed = True
+        self._fail_all(ConnectionLost("the client is closed"))
+        for conn in (self._conn, self._broken):
+            if conn is not None:
+                conn.abandon()
+        self._conn = self._broken = None
 
     async def aclose(self) -> None:
         """Close the connection and resolve every remaining watch with ``ConnectionLost``."""
@@ -578,8 +617,16 @@ class ResultHub:
             self._outbox_expected.append(None)
             self._forget = []
 
+    def _lost(self, reason: object) -> None:
+        """The network (not a caller's interrupt) took the connection: said once per outage."""
+        if self._lost_at is None:
+            self._lost_at = current_time()
+            logger.warning("result connection to %s lost (%s); reconnecting", self._address.describe(), reason)
+
     def _drop(self, conn: RedisConnection, *, timed_out: bool = False) -> None:
         # The next reader sees no connection and reconnects; the socket is closed there.
+        if timed_out and self._conn is conn:
+            self._lost(f"no reply within {self._io_timeout:g}s")
         if self._conn is conn:
             self._conn = None
             self._broken = conn
@@ -747,7 +794,8 @@ class ResultHub:
             return
         try:
             replies = await conn.read_replies()
-        except ConnectionLost:
+        except ConnectionLost as exc:
+            self._lost(exc)
             self._drop(conn)
             await self._reconnect()
             return
@@ -839,6 +887,7 @@ class ResultHub:
         try:
             record = decode_result_record(data, self._accept)
         except DecodeError as exc:
+            logger.warning("the result record of task %s cannot be decoded: %s", task_id, exc)
             return ResultDecodeError(task_id, str(exc), data)
         return record if record.ready else None
 
@@ -872,7 +921,9 @@ class ResultHub:
             if self._reconnect_deadline is None:  # kept when a reader is interrupted: one budget per outage
                 self._reconnect_deadline = current_time() + self._reconnect_timeout
             deadline = self._reconnect_deadline
+            attempts = 0
             while not self._closed:
+                attempts += 1
                 try:
                     conn = await RedisConnection.open(
                         self._address, self._connect_timeout, resp3=True, keepalive=self._keepalive
@@ -881,6 +932,19 @@ class ResultHub:
                         await self._resubscribe(conn)
                         self._conn = conn
                         self._reconnect_deadline = None
+                        self.reconnects += 1
+                        if self._lost_at is not None:
+                            logger.warning(
+                                "result connection to %s back after %d attempt(s) in %.2fs (last backoff %.2fs);"
+                                " re-subscribed %d channel(s) for %d waiting call(s)",
+                                self._address.describe(),
+                                attempts,
+                                current_time() - self._lost_at,
+                                backoff.last,
+                                len(self._watchers),
+                                self.statistics().waiting_calls,
+                            )
+                            self._lost_at = None
                         await self._fetch(list(self._watchers))
                         return
                     except BaseException:  # interrupted with confirmations due: never used again
@@ -889,8 +953,17 @@ class ResultHub:
                             self._conn = None
                         raise
                 except ConnectionLost as exc:
+                    self._lost(exc)
                     if current_time() + backoff.delay > deadline:
                         self._reconnect_deadline = None
+                        logger.warning(
+                            "gave up reconnecting to %s after %d attempt(s): %s; %d waiting call(s) failed",
+                            self._address.describe(),
+                            attempts,
+                            exc,
+                            self.statistics().waiting_calls,
+                        )
+                        self._lost_at = None
                         self._fail_all(exc)
                         return
                     await backoff.wait()

@@ -155,6 +155,10 @@ class SocketByteStream:
                 raise anyio.EndOfStream
             return data
 
+    def abandon(self) -> None:
+        """Close the socket at once, outside any event loop (nobody may be waiting on it)."""
+        self._sock.close()
+
     async def aclose(self) -> None:
         """Close the socket, waking any task waiting on it."""
         try:
