@@ -328,30 +328,8 @@ def create_async_client(
     task_serializer: Optional[str] = None,
     result_serializer: Optional[str] = None,
 ) -> AsyncOperatorClient:
-    """A :class:`AsyncOperatorClient` for the operator ``operator_name`` at ``operator_version`` (its queues are
-    ``<priority>.<operator_name>.<operator_version>``).
-
-    Args:
-        broker_url: where tasks go (``redis://``, ``rediss://``, ``unix://``, ``amqp://``); default
-            ``SANDAI_OPERATOR_CELERY_BROKER_URL``, else ``redis://localhost:6379/0``.
-        result_backend: the Redis operators write results to; default
-            ``SANDAI_OPERATOR_CELERY_RESULT_BACKEND``, else the broker.
-        timeout: seconds; each task's deadline at the operator and the default wait for its result.
-        debug: kept from the seed (no effect on the wire).
-        priority: the default priority of tasks.
-        cancel_key: the default cancel key of tasks (see ``cancel()``).
-        auto_forget_result: delete result keys once read (default ``SANDAI_OPERATOR_AUTO_FORGET_RESULT``,
-            else on).
-        connection: a :class:`~sandai_operator_client.ConnectionPolicy` (timeouts, idle checks, keepalive).
-        task_serializer: ``"msgpack"`` or ``"json"`` (operators of SDK 0.4.0 and older take json only);
-            default ``SANDAI_OPERATOR_CELERY_TASK_SERIALIZER``, else msgpack.
-        result_serializer: ``"json"`` or ``"msgpack"``; default ``SANDAI_OPERATOR_CELERY_RESULT_SERIALIZER``,
-            else json (records are read whatever their serializer).
-
-    Raises:
-        InvalidPriorityError: ``priority`` is not one of ``VALID_PRIORITIES``.
-        ValueError: the result backend is not Redis, or a serializer is neither json nor msgpack.
-    """
+    """An :class:`AsyncOperatorClient` for the operator ``operator_name`` at ``operator_version``; the
+    arguments are :func:`~sandai_operator_client.create_client`'s, documented there."""
     return AsyncOperatorClient(
         operator_name,
         operator_version,

@@ -18,7 +18,7 @@ from .errors import InvalidTaskInputError, OperatorConnectionError, TaskTimeoutE
 from .protocol.operator import validate_artifacts, validate_options
 from .types import BatchTaskResult
 
-__all__ = ("BatchOutcome", "read_tasks", "run_batch")
+__all__ = ("BatchOutcome", "Progress", "json_object", "new_cancel_key", "read_tasks", "run_batch")
 
 TASK_KEYS = frozenset({"artifacts", "options"})
 """What a line may hold: ``{"artifacts": [...], "options": {...}}`` (both optional)."""
@@ -39,13 +39,19 @@ def read_tasks(path: str) -> List[Tuple[List[Dict[str, Any]], Dict[str, Any]]]:
             stream.close()
 
 
-def _task(line: str, number: int) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+def json_object(text: str, what: str) -> Dict[str, Any]:
+    """``text`` as a JSON object; ``InvalidTaskInputError`` naming ``what`` otherwise."""
     try:
-        item = json.loads(line)
+        value = json.loads(text)
     except ValueError as exc:
-        raise InvalidTaskInputError(f"line {number} is not JSON: {exc}") from None
-    if not isinstance(item, dict):
-        raise InvalidTaskInputError(f"line {number} must be a JSON object of artifacts and options")
+        raise InvalidTaskInputError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidTaskInputError(f"{what} must be a JSON object")
+    return value
+
+
+def _task(line: str, number: int) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    item = json_object(line, f"line {number}")
     unknown = sorted(set(item) - TASK_KEYS)
     if unknown:
         raise InvalidTaskInputError(f"line {number} has unknown keys {unknown} (a task has 'artifacts' and 'options')")

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from ._cli_batch import Progress, new_cancel_key, read_tasks, run_batch
+from ._cli_batch import Progress, json_object, new_cancel_key, read_tasks, run_batch
 from ._sync import OperatorClient
 from .config import VALID_PRIORITIES
 from .errors import InvalidTaskInputError, OperatorConnectionError, OperatorError, TaskTimeoutError
@@ -133,16 +133,6 @@ def _artifacts(values: Sequence[str]) -> List[Dict[str, Any]]:
     return artifacts
 
 
-def _json_object(text: str, what: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise InvalidTaskInputError(f"{what} is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InvalidTaskInputError(f"{what} must be a JSON object")
-    return value
-
-
 def _print(value: Any, out: TextIO = sys.stdout) -> None:
     out.write(json.dumps(value, default=str, ensure_ascii=False) + "\n")
 
@@ -198,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
                 cancel_key=args.cancel_key,
                 persistent_output=args.persistent_output,
             )
-            artifacts, options = _artifacts(args.artifact), _json_object(args.options, "--options")
+            artifacts, options = _artifacts(args.artifact), json_object(args.options, "--options")
             if args.command == "submit":
                 print(client.async_call(artifacts, options, **controls).id)
             else:

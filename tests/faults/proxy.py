@@ -29,6 +29,7 @@ class TcpProxy:
         self._pairs: List[Tuple[socket.socket, socket.socket, threading.Event]] = []
         self._frozen_new = False  # black-hole connections made from now on too
         self._closed = threading.Event()
+        self.reads_from_clients = 0  # chunks read from clients: at least one per client write, merged at most
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -105,6 +106,8 @@ class TcpProxy:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    if sock is a:
+                        self.reads_from_clients += 1
                     peer[sock].sendall(data)
         except OSError:
             pass

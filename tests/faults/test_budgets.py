@@ -1,0 +1,118 @@
+"""Performance rules as counts (stable on a noisy machine), each at today's figure plus a small margin:
+round trips and writes of a sync(), commands it costs the server, GC-tracked objects per pending call,
+peak traced memory of a 2,000-task batch, modules a first blocking call imports. A budget exceeded fails
+with the figure; the figures and their history are in benchmarks/README.md."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+from typing import Dict, Iterator
+
+import anyio
+import pytest
+import redis
+
+from sandai_operator_client import create_async_client, create_client
+from sandai_operator_client.testing import Delay, Echo, FakeOperator
+
+from .conftest import PrivateRedis
+from .proxy import TcpProxy, proxy_url
+
+WRITES_PER_SYNC = 2  # at most: SUBSCRIBE + LPUSH in one write, UNSUBSCRIBE + DEL in one (or with the next call's)
+COMMANDS_PER_SYNC = {"subscribe": 1, "lpush": 1, "unsubscribe": 1, "del": 1}
+OBJECTS_PER_PENDING_CALL = 50  # GC-tracked objects per waiting sync(), the test's own task included
+BATCH_PEAK_MB = 2.3  # tracemalloc peak of the client while a 2,000-task batch runs
+FIRST_CALL_MODULES = 185  # modules a first blocking call adds to what the interpreter had loaded
+
+
+def _commandstats(admin: redis.Redis) -> Dict[str, int]:
+    return {name.split("_", 1)[1]: int(stats["calls"]) for name, stats in admin.info("commandstats").items()}
+
+
+@pytest.fixture
+def operator_on(private_redis: PrivateRedis) -> Iterator[FakeOperator]:
+    operator = FakeOperator("budget", broker_url=private_redis.url)
+    with operator.in_thread():
+        yield operator
+
+
+def test_a_sync_is_one_write_and_four_commands(private_redis: PrivateRedis, operator_on: FakeOperator) -> None:
+    proxy = TcpProxy(("127.0.0.1", private_redis.port))
+    admin = redis.Redis.from_url(private_redis.url)
+    try:
+        with create_client("budget", "v1", broker_url=proxy_url(proxy)) as client:
+            client.sync([], {"text": "warm"})  # connections made, HELLO exchanged
+            client.sync([], {"text": "warm"})
+            reads, before = proxy.reads_from_clients, _commandstats(admin)
+            for i in range(20):
+                assert client.sync([], {"text": str(i)})[1]["echo"] == str(i)
+            writes = (proxy.reads_from_clients - reads) / 20
+            after = _commandstats(admin)
+        ours = {c: (after.get(c, 0) - before.get(c, 0)) / 20 for c in COMMANDS_PER_SYNC}
+        # the fake operator's own commands (BLMPOP, MULTI, SETEX...) are not among these
+        assert ours == COMMANDS_PER_SYNC, ours
+        assert writes <= WRITES_PER_SYNC, f"{writes} client writes per sync() (budget {WRITES_PER_SYNC})"
+    finally:
+        proxy.close()
+        admin.close()
+
+
+@pytest.mark.anyio
+async def test_objects_per_pending_call(private_redis: PrivateRedis) -> None:
+    operator = FakeOperator("budget-gc", broker_url=private_redis.url, behaviour=lambda p: Delay(2, Echo()))
+    with operator.in_thread():
+        async with create_async_client("budget-gc", "v1", broker_url=private_redis.url) as client:
+            await client.sync([], {"sleep": 0}, timeout=30)  # warm: connections and caches made
+            gc.collect()
+            before = len(gc.get_objects())
+            async with anyio.create_task_group() as tg:
+                for i in range(500):
+                    tg.start_soon(client.sync, [], {"text": str(i)})
+                while client.statistics().waiting_calls < 500:
+                    await anyio.sleep(0.01)
+                gc.collect()
+                per_call = (len(gc.get_objects()) - before) / 500
+                tg.cancel_scope.cancel()
+    assert per_call <= OBJECTS_PER_PENDING_CALL, f"{per_call:.1f} objects per pending call"
+
+
+def test_peak_memory_of_a_2000_task_batch(private_redis: PrivateRedis, tmp_path: Path) -> None:
+    # the operator in its own process: only the client's allocations are traced
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "sandai_operator_client.testing.fake_operator", "budget-batch", "v1", private_redis.url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert operator.stdout is not None and "ready" in operator.stdout.readline()
+        with create_client("budget-batch", "v1", broker_url=private_redis.url) as client:
+            client.sync([], {"text": "warm"})
+            tasks = [([], {"text": str(i)}) for i in range(2000)]
+            tracemalloc.start()
+            try:
+                results = client.batch_sync_detailed(tasks, timeout=120)
+                peak = tracemalloc.get_traced_memory()[1] / 2**20
+            finally:
+                tracemalloc.stop()
+        assert all(r.success for r in results)
+        assert peak <= BATCH_PEAK_MB, f"{peak:.2f} MB traced peak (budget {BATCH_PEAK_MB})"
+    finally:
+        operator.terminate()
+        operator.wait(10)
+
+
+def test_modules_a_first_blocking_call_imports(private_redis: PrivateRedis, operator_on: FakeOperator) -> None:
+    code = (
+        "import sys\n"
+        "before = len(sys.modules)\n"
+        "from sandai_operator_client import create_client\n"
+        f"with create_client('budget', 'v1', broker_url={private_redis.url!r}) as c:\n"
+        "    c.sync([], {'text': 'x'})\n"
+        "print(len(sys.modules) - before)"
+    )
+    count = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert count <= FIRST_CALL_MODULES, f"{count} modules after a first blocking call (budget {FIRST_CALL_MODULES})"
