@@ -52,6 +52,7 @@ from typing import (
 )
 
 import anyio
+import anyio.lowlevel
 
 from .._log import logger
 from ..config import ConnectionPolicy
@@ -286,6 +287,11 @@ def _all_set(events: List[_Confirmation]) -> Callable[[Watch], bool]:
         return True
 
     return check
+
+
+_READS_PER_CHECKPOINT = 8
+"""Rule: a reader yields to the event loop at least once every this many reads (each read takes all
+that has arrived), however fast replies come: other tasks keep running and cancellation is seen."""
 
 
 class HubStatistics(NamedTuple):
@@ -743,9 +749,13 @@ class ResultHub:
             io_deadline = self._io_deadline()
             with anyio.CancelScope(deadline=self._earliest_parked(min(deadline, io_deadline))) as scope:
                 self._read_scope = scope
+                reads = 0
                 try:
                     while not satisfied(watch):
                         await self._read_one()  # cancel-safe: what was received stays buffered
+                        reads += 1
+                        if reads % _READS_PER_CHECKPOINT == 0:  # data that keeps coming never blocks a
+                            await anyio.lowlevel.checkpoint()  # read: yield, so others run and cancels land
                 finally:
                     self._read_scope = None
             if scope.cancelled_caught:
