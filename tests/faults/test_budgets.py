@@ -52,9 +52,12 @@ def test_a_sync_is_one_write_and_four_commands(private_redis: PrivateRedis, oper
                 assert client.sync([], {"text": str(i)})[1]["echo"] == str(i)
             writes = (proxy.reads_from_clients - reads) / 20
             after = _commandstats(admin)
-        ours = {c: (after.get(c, 0) - before.get(c, 0)) / 20 for c in COMMANDS_PER_SYNC}
-        # the fake operator's own commands (BLMPOP, MULTI, SETEX...) are not among these
-        assert ours == COMMANDS_PER_SYNC, ours
+        ours = {c: after.get(c, 0) - before.get(c, 0) for c in COMMANDS_PER_SYNC}
+        # the fake operator's own commands (BLMPOP, MULTI, SETEX...) are not among these; a call's
+        # UNSUBSCRIBE + DEL may ride with a later write, so the window's ends may shift them by one
+        assert (ours["subscribe"], ours["lpush"]) == (20, 20), ours
+        assert 19 <= ours["unsubscribe"] == ours["del"] <= 21, ours
+        assert set(ours) == set(COMMANDS_PER_SYNC)
         assert writes <= WRITES_PER_SYNC, f"{writes} client writes per sync() (budget {WRITES_PER_SYNC})"
     finally:
         proxy.close()
