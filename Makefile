@@ -21,11 +21,10 @@ test: lint services interop
 test-compat: $(VENV)/.installed services $(foreach v,$(COMPAT_SDKS),.interop/sdk-$(v)/.installed)
 	$(PY) -m pytest -m compat tests/compat
 
-# an SDK release's own venv; releases up to 0.4.x need libcap's headers to build python-prctl
+# an SDK release's own venv (scripts/install-sdk.sh: releases up to 0.4.x want libcap's headers)
 .interop/sdk-%/.installed:
-	case "$*" in 0.[0-4].*) bash scripts/ensure-build-deps.sh ;; esac
 	$(PYTHON) -m venv .interop/sdk-$*
-	.interop/sdk-$*/bin/python -m pip install -q "sandai-operator-sdk==$*" packaging
+	bash scripts/install-sdk.sh .interop/sdk-$* $*
 	touch $@
 
 $(VENV)/.installed: pyproject.toml
