@@ -61,45 +61,16 @@ def _task(line: str, number: int) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]
         raise InvalidTaskInputError(f"line {number}: {exc}") from None
 
 
-class Progress:
-    """A one-line progress bar on standard error: rate, and an ETA once the rate means something (a tenth
-    of a second and a hundredth of the tasks in, smoothed)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.done, self.failed = total, enabled, 0, 0
-        self.started = time.monotonic()
-        self._last = 0.0
-        self._rate: Optional[float] = None
-
-    def update(self, result: BatchTaskResult) -> None:
-        self.done += 1
-        self.failed += not result.success
-        now = time.monotonic()
-        if not self.enabled or (now - self._last <= 0.1 and self.done != self.total):
-            return
-        self._last = now
-        elapsed = max(now - self.started, 1e-9)
-        rate = self.done / elapsed
-        self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
-        settled = elapsed >= 0.1 and self.done >= max(1, self.total // 100)
-        eta = f"{(self.total - self.done) / self._rate:,.1f}s" if settled and self._rate else "--"
-        width = 30
-        filled = int(width * self.done / max(self.total, 1))
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {rate:,.0f}/s ETA {eta} "
-            f"failed {self.failed}"
-        )
-        if self.done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 class BatchOutcome:
-    """How a batch ended, for the exit code and the summary."""
+    """How a batch is going: tasks done, succeeded, and failed by kind (the exit code's basis)."""
 
     def __init__(self, total: int) -> None:
         self.total, self.done, self.ok = total, 0, 0
         self.kinds: Dict[str, int] = {}
+
+    @property
+    def failed(self) -> int:
+        return self.done - self.ok
 
     def add(self, result: BatchTaskResult) -> None:
         self.done += 1
@@ -113,11 +84,38 @@ class BatchOutcome:
             )
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
-    def summary(self) -> str:
-        failed = ", ".join(f"{n} {kind}" for kind, n in sorted(self.kinds.items()))
-        return f"{self.done} of {self.total} tasks done, {self.ok} succeeded" + (
-            f", failed: {failed}" if failed else ""
+
+class Progress:
+    """A one-line progress bar of a :class:`BatchOutcome` on standard error: rate, and an ETA once the
+    rate means something (a tenth of a second and a hundredth of the tasks in, smoothed)."""
+
+    def __init__(self, outcome: BatchOutcome, enabled: bool) -> None:
+        self.outcome, self.enabled = outcome, enabled
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._rate: Optional[float] = None
+
+    def show(self) -> None:
+        """Redraw (at most every 0.1 s, and once at the end)."""
+        done, total = self.outcome.done, self.outcome.total
+        now = time.monotonic()
+        if not self.enabled or (now - self._last <= 0.1 and done != total):
+            return
+        self._last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
+        settled = elapsed >= 0.1 and done >= max(1, total // 100)
+        eta = f"{(total - done) / self._rate:,.1f}s" if settled and self._rate else "--"
+        width = 30
+        filled = int(width * done / max(total, 1))
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:,.0f}/s ETA {eta} "
+            f"failed {self.outcome.failed}"
         )
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def run_batch(
@@ -130,13 +128,13 @@ def run_batch(
     priority: Optional[str],
     timeout: Optional[float],
     cancel_key: Optional[str],
-) -> BatchOutcome:
-    """Submit ``tasks`` (each tagged with ``cancel_key``) and write one JSON line per result; Ctrl-C
-    sets the cancel key (operators skip every task not yet started), then re-raises."""
-    outcome = BatchOutcome(len(tasks))
+) -> None:
+    """Submit ``tasks`` (each tagged with ``cancel_key``) and write one JSON line per result, counting
+    them in ``progress.outcome``; Ctrl-C sets the cancel key (operators skip every task not yet started),
+    then re-raises."""
     results = client.batch_iter(tasks, priority=priority, timeout=timeout, cancel_key=cancel_key)  # type: ignore[arg-type]
     try:
-        for line in _lines(results, outcome, progress, ordered, len(tasks)):
+        for line in _lines(results, progress, ordered, len(tasks)):
             out.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
     except KeyboardInterrupt:
         if cancel_key:
@@ -144,11 +142,10 @@ def run_batch(
         raise
     finally:
         results.close()  # type: ignore[attr-defined]  # never left to interpreter shutdown
-    return outcome
 
 
 def _lines(
-    results: Iterator[BatchTaskResult], outcome: BatchOutcome, progress: Progress, ordered: bool, total: int
+    results: Iterator[BatchTaskResult], progress: Progress, ordered: bool, total: int
 ) -> Iterator[Dict[str, Any]]:
     """The output lines, in completion or input order. Tasks that never reached the broker come first:
     they are held until a task shows the broker works, and when none does, their error is raised once."""
@@ -167,8 +164,8 @@ def _lines(
             next_index += 1
 
     for result in results:
-        outcome.add(result)
-        progress.update(result)
+        progress.outcome.add(result)
+        progress.show()
         if held is not None:
             if not result.submitted and isinstance(result.error, OperatorConnectionError):
                 held.append(result)

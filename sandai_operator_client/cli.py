@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from ._cli_batch import Progress, json_object, new_cancel_key, read_tasks, run_batch
+from ._cli_batch import BatchOutcome, Progress, json_object, new_cancel_key, read_tasks, run_batch
 from ._sync import OperatorClient
 from .config import VALID_PRIORITIES
 from .errors import InvalidTaskInputError, OperatorConnectionError, OperatorError, TaskTimeoutError
@@ -140,10 +140,11 @@ def _print(value: Any, out: TextIO = sys.stdout) -> None:
 def _batch(client: OperatorClient, args: argparse.Namespace) -> int:
     tasks = read_tasks(args.file)  # all of it checked before anything is sent
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    progress = Progress(len(tasks), args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty()))
+    outcome = BatchOutcome(len(tasks))
+    progress = Progress(outcome, args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty()))
     cancel_key = args.cancel_key or new_cancel_key()
     try:
-        outcome = run_batch(
+        run_batch(
             client,
             tasks,
             ordered=args.ordered,
@@ -155,7 +156,7 @@ def _batch(client: OperatorClient, args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: {progress.done} of {len(tasks)} tasks done, {progress.failed} failed; operators "
+            f"\ninterrupted: {outcome.done} of {len(tasks)} tasks done, {outcome.failed} failed; operators "
             f"skip the rest (cancel key {cancel_key})",
             file=sys.stderr,
         )

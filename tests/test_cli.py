@@ -148,16 +148,18 @@ def _unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_progress_bar_shows_no_eta_until_it_means_something(capsys: pytest.CaptureFixture[str]) -> None:
-    from sandai_operator_client._cli_batch import Progress
+    from sandai_operator_client._cli_batch import BatchOutcome, Progress
     from sandai_operator_client.types import BatchTaskResult
 
-    progress = Progress(1000, enabled=True)
-    progress.update(BatchTaskResult(index=0, task_id="t", submitted=True))
+    progress = Progress(BatchOutcome(1000), enabled=True)
+    progress.outcome.add(BatchTaskResult(index=0, task_id="t", submitted=True))
+    progress.show()
     first = capsys.readouterr().err
     assert "1/1000" in first and "ETA --" in first  # one task in: no guess (was "ETA 328.6s")
     progress.started -= 1.0  # a second later, a tenth of the tasks in
     for i in range(1, 100):
         progress._last = 0.0
-        progress.update(BatchTaskResult(index=i, task_id="t", submitted=True))
+        progress.outcome.add(BatchTaskResult(index=i, task_id="t", submitted=True))
+        progress.show()
     later = capsys.readouterr().err.rsplit("\r", 1)[-1]
     assert "100/1000" in later and "ETA --" not in later and "s failed 0" in later

@@ -403,7 +403,7 @@ class OperatorCore:
         ``timeout`` None waits without limit. FAILURE/REVOKED records raise ``TaskExecutionError``.
         """
         self._check_open()
-        span = start_call_span("get", self.config.operator_name, self.config.operator_version, None)
+        span = start_call_span("get", self.config.operator_name, self.config.operator_version)
         if span is not None:
             span.set_attribute("messaging.message.id", task_id)
             with use_call_span(span):
@@ -512,7 +512,7 @@ class OperatorCore:
         A plain method returning :meth:`_call`'s coroutine: 2,000 concurrent calls are 2,000 coroutines
         fewer for the cyclic GC to walk, and each resumption passes one frame less.
         """
-        span = start_call_span("sync", self.config.operator_name, self.config.operator_version, None)
+        span = start_call_span("sync", self.config.operator_name, self.config.operator_version)
         if span is not None:
             return self._traced_sync(span, input_artifacts, options, timeout, controls)
         task = self.prepare(input_artifacts, options, timeout=timeout, **controls)

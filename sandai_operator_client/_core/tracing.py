@@ -57,8 +57,9 @@ def _active(trace: Any) -> bool:
     return tracing_enabled() or trace.get_current_span().get_span_context().is_valid
 
 
-def start_call_span(operation: str, operator: str, version: str, queue: Optional[str]) -> Any:
-    """A CLIENT span for a whole call (``operation``: sync, get) when tracing is active, else None."""
+def start_call_span(operation: str, operator: str, version: str) -> Any:
+    """A CLIENT span for a whole call (``operation``: sync, get) when tracing is active, else None; the
+    caller sets the destination and message id once it knows them."""
     trace = _trace_module()
     if trace is None or not _active(trace):
         return None
@@ -69,8 +70,6 @@ def start_call_span(operation: str, operator: str, version: str, queue: Optional
         "sandai.operator.name": operator,
         "sandai.operator.version": version,
     }
-    if queue is not None:
-        attributes["messaging.destination.name"] = queue
     tracer = trace.get_tracer("sandai_operator_client")
     return tracer.start_span(f"sandai.operator.{operation}", kind=trace.SpanKind.CLIENT, attributes=attributes)
 

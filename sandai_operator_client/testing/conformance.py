@@ -85,10 +85,13 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
     published: List[Any] = []  # every task of this run, to withdraw what no operator took
     run_key = f"sandai-conformance-{config.operator_name}-{new_uuid4()}"  # on every task that may carry one
 
-    async def ask(payload: Any, priority: str, on: OperatorCore = core) -> tuple[str, Any]:
-        task = on.prepare_payload(dict(payload), priority)
+    async def publish(task: Any, on: OperatorCore = core) -> None:
         published.append(task)
         await on.publish_one(task)
+
+    async def ask(payload: Any, priority: str, on: OperatorCore = core) -> tuple[str, Any]:
+        task = on.prepare_payload(dict(payload), priority)
+        await publish(task, on)
         return task.task_id, await on.get_result(task.task_id, timeout)
 
     async def desc_shape() -> Optional[str]:
@@ -118,8 +121,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
 
     async def task_envelope() -> Optional[str]:
         task = core.prepare([], {}, cancel_key=run_key)
-        published.append(task)
-        await core.publish_one(task)
+        await publish(task)
         envelope = await core.get_result(task.task_id, timeout)
         if not isinstance(envelope, dict):
             return f"result is not an envelope: {envelope!r:.200}"
@@ -139,8 +141,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
     async def deadline() -> Optional[str]:
         payload = build_task_payload([], {}, deadline=time.time() - 60, cancel_key=None, persistent_output=False)
         task = core.prepare_payload(payload, core.check_priority(None))  # already past when it arrives
-        published.append(task)
-        await core.publish_one(task)
+        await publish(task)
         envelope = await core.get_result(task.task_id, timeout)
         try:
             parse_task_result(task.task_id, envelope)
@@ -154,8 +155,7 @@ async def check_operator(core: OperatorCore, timeout: float = 60) -> Conformance
         key = f"sandai-conformance-{new_uuid4()}"
         await core.cancel(key, ttl=max(int(timeout) * 2, 60))
         task = core.prepare([], {}, cancel_key=key)
-        published.append(task)
-        await core.publish_one(task)
+        await publish(task)
         envelope = await core.get_result(task.task_id, timeout)
         try:
             parse_task_result(task.task_id, envelope)
