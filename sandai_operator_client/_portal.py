@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
 
 import anyio
 
-from ._core.loop import event_loop_running
 from ._greenlets import gevent_monkey, loop_options, os_lock, run_from_greenlet, start_os_thread
+from ._io.loop import event_loop_running
 
 if TYPE_CHECKING:
     import asyncio

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from sandai_operator_client._core.loop import current_time, new_wakeup, wake
+from sandai_operator_client._io.loop import current_time, new_wakeup, wake
 
 pytestmark = pytest.mark.anyio
 

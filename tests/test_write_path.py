@@ -15,9 +15,9 @@ import redis
 from sandai_operator_client import create_async_client
 from sandai_operator_client._core import broker
 from sandai_operator_client._core.broker import PreparedTask, RedisPublisher
-from sandai_operator_client._core.redis import ConnectionLost
+from sandai_operator_client._io.redis import ConnectionLost
 from sandai_operator_client._core.results import _ResultKeysCommand
-from sandai_operator_client._core.sockets import SocketByteStream
+from sandai_operator_client._io.sockets import SocketByteStream
 from sandai_operator_client.protocol.celery import TaskMessage, encode_task_message
 from sandai_operator_client.protocol.kombu_redis import priority_list_name
 from sandai_operator_client.protocol.resp import encode_command, encode_pipeline

@@ -12,13 +12,14 @@ from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Protocol,
 
 import anyio
 
+from .._io.backoff import retry_while_disconnected
+from .._io.redis import ConnectionLost
 from .._log import logger
 from ..protocol.celery import TaskMessage, TaskShape
 from ..protocol.kombu_redis import RedisEnvelopeEncoder, priority_list_name, priority_list_names
 from ..protocol.resp import RespError
 from ..protocol.results import result_key
-from .backoff import retry_while_disconnected
-from .redis import CommandChannel, ConnectionLost
+from .command_channel import CommandChannel
 
 __all__ = ("MAX_LPUSH_VALUES", "LPush", "OutcomeUnknown", "PreparedTask", "Publisher", "RedisPublisher")
 

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from .._io.loop import Mutex, current_time
+from .._io.redis import ConnectionLost, interrupted, parse_redis_url
 from .._log import logger
 from ..config import ClientConfig, check_priority, check_timeout, redact_url
 from ..errors import (
@@ -42,9 +44,8 @@ from ..protocol.results import READY_STATES, decode_result_record, result_key
 from ..protocol.serialization import DecodeError, EncodeError
 from ..types import BatchTaskResult, ClientStatistics, HealthCheckResult, LegacyTaskResult
 from .broker import LPush, OutcomeUnknown, PreparedTask, Publisher, RedisPublisher
+from .command_channel import CommandChannel
 from .group_commit import GroupCommit
-from .loop import Mutex, current_time
-from .redis import CommandChannel, ConnectionLost, interrupted, parse_redis_url
 from .results import Outcome, ResultHub, Watch
 from .tracing import end_task_span, start_call_span, start_task_span, use_call_span
 
@@ -169,7 +170,7 @@ class OperatorCore:
     def _make_publisher(self, url: str) -> Publisher:
         if urlsplit(url).scheme in _REDIS_SCHEMES:
             return RedisPublisher(self._command_channel(url), settle_timeout=self._policy.io_timeout)
-        from .amqp import KombuPublisher  # kombu is imported only for non-Redis brokers
+        from .._io.amqp import KombuPublisher  # kombu is imported only for non-Redis brokers
 
         return KombuPublisher(url, connect_timeout=self._policy.connect_timeout)
 

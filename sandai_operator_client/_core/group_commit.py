@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Generic, List, Sequence, TypeVar
 
 import anyio
 
-from .loop import Wakeup, new_wakeup, wake
+from .._io.loop import Wakeup, new_wakeup, wake
 
 __all__ = ("GroupCommit",)
 

@@ -54,15 +54,16 @@ from typing import (
 import anyio
 import anyio.lowlevel
 
+from .._io.backoff import Backoff
+from .._io.loop import Mutex, Wakeup, current_time, new_wakeup, wake
+from .._io.redis import MIN_IO, ConnectionLost, RedisAddress, RedisConnection, keepalive_of
 from .._log import logger
 from ..config import ConnectionPolicy
 from ..errors import ResultDecodeError
 from ..protocol.resp import PIECE_SIZE, Push, RespError, encode_command, encode_pipeline
 from ..protocol.results import RESULT_KEY_PREFIX, ResultRecord, decode_result_record, result_key
 from ..protocol.serialization import DecodeError
-from .backoff import Backoff
-from .loop import Mutex, Wakeup, current_time, new_wakeup, wake
-from .redis import MIN_IO, CommandChannel, ConnectionLost, RedisAddress, RedisConnection, keepalive_of
+from .command_channel import CommandChannel
 
 __all__ = ("HubStatistics", "Outcome", "ResultHub", "Watch")
 

@@ -24,8 +24,9 @@ import anyio.from_thread
 import anyio.to_thread
 from anyio.from_thread import start_blocking_portal
 
-from .._core.backoff import retry_while_disconnected
-from .._core.redis import CommandChannel, ConnectionLost, RedisConnection, parse_redis_url
+from .._core.command_channel import CommandChannel
+from .._io.backoff import retry_while_disconnected
+from .._io.redis import ConnectionLost, RedisConnection, parse_redis_url
 from ..config import VALID_PRIORITIES, redact_url
 from ..protocol.celery import decode_task_body
 from ..protocol.kombu_redis import decode_redis_envelope, priority_list_names

@@ -301,7 +301,8 @@ async def test_a_server_that_stops_answering_fails_the_pipeline_after_io_timeout
     # may have been sent, and drop the connection (a later pipeline reconnects)
     import signal
 
-    from sandai_operator_client._core.redis import CommandChannel, ConnectionLost, parse_redis_url
+    from sandai_operator_client._core.command_channel import CommandChannel
+    from sandai_operator_client._io.redis import ConnectionLost, parse_redis_url
     from sandai_operator_client.config import ConnectionPolicy
 
     channel = CommandChannel(parse_redis_url(private_redis.url), ConnectionPolicy(io_timeout=0.5))

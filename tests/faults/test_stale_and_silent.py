@@ -183,7 +183,7 @@ async def test_back_to_back_calls_never_stop_to_look_at_their_connections(
 ) -> None:
     # budget: a connection in steady use is not polled (a system call a call); one idle for longer
     # than idle_check is, once
-    from sandai_operator_client._core import sockets
+    from sandai_operator_client._io import sockets
 
     looks: list = []
     real = sockets.SocketByteStream.receive_nowait

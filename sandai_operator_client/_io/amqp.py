@@ -12,16 +12,26 @@ connection); the core's group commit hands it concurrent submissions together, o
 from __future__ import annotations
 
 import socket
-from typing import Any, List, Optional, Sequence, Set
+from typing import Any, List, Optional, Protocol, Sequence, Set
 
 import anyio
 import anyio.to_thread
 
 from ..config import redact_url
-from .broker import PreparedTask
+from ..protocol.celery import TaskMessage
 from .redis import ConnectionLost
 
 __all__ = ("KombuPublisher",)
+
+
+class OutgoingTask(Protocol):
+    """What this publisher reads of a task (the core's ``PreparedTask`` has it)."""
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def message(self) -> TaskMessage: ...
 
 
 class KombuPublisher:
@@ -38,7 +48,7 @@ class KombuPublisher:
         self._declared: Set[str] = set()
         self._limiter = anyio.CapacityLimiter(1)
 
-    async def publish(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
+    async def publish(self, tasks: Sequence[OutgoingTask]) -> List[Optional[str]]:
         """Publish in order; per task None or why it was not published."""
         return await anyio.to_thread.run_sync(self._publish_blocking, tasks, limiter=self._limiter)
 
@@ -75,7 +85,7 @@ class KombuPublisher:
         kombu.Queue(queue, exchange, routing_key=queue, durable=True)(self._connection.default_channel).declare()
         self._declared.add(queue)
 
-    def _publish_one(self, task: PreparedTask) -> None:
+    def _publish_one(self, task: OutgoingTask) -> None:
         if task.queue not in self._declared:
             self._declare(task.queue)
         message = task.message
@@ -94,7 +104,7 @@ class KombuPublisher:
             retry=False,
         )
 
-    def _publish_blocking(self, tasks: Sequence[PreparedTask]) -> List[Optional[str]]:
+    def _publish_blocking(self, tasks: Sequence[OutgoingTask]) -> List[Optional[str]]:
         results: List[Optional[str]] = []
         for index, task in enumerate(tasks):
             for attempt in (1, 2):
