@@ -120,7 +120,7 @@ async def test_as_completed_async(async_operator_client: AsyncOperatorClient, fa
     async with aclosing(async_operator_client.as_completed(submitted, timeout=10)) as results:  # type: ignore[type-var]
         async for _ in results:
             break
-    assert async_operator_client._core.hub.watched_channels == 0
+    assert async_operator_client.statistics().watched_channels == 0
 
 
 # ---------------------------------------------------------------------------- queue depth

@@ -36,7 +36,7 @@ async def test_cancel_scope_leaves_nothing(
     async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator, redis_admin: redis.Redis
 ) -> None:
     fake_operator.behaviour = lambda payload: Crash()
-    hub = async_operator_client._core.hub
+    stats = async_operator_client.statistics
     with anyio.move_on_after(0.3):
         await async_operator_client.sync([], {})
     async with anyio.create_task_group() as tg:
@@ -49,7 +49,7 @@ async def test_cancel_scope_leaves_nothing(
     handle = await async_operator_client.async_call([], {})
     with anyio.move_on_after(0.2):
         await handle.get()
-    assert hub.watched_channels == 0 and hub.waiting == 0
+    assert stats().watched_channels == 0 and stats().waiting_calls == 0
     ids = [p["_task_id"] for p in fake_operator.received]
     assert len(ids) >= 52
     with anyio.fail_after(5):
@@ -73,7 +73,7 @@ async def test_cancelled_waiter_does_not_disturb_others(
             with anyio.move_on_after(0.05):
                 await async_operator_client.sync([], {"sleep": 5})
     assert sorted(r[1]["echo"] for r in results) == sorted(str(i) for i in range(20))
-    assert async_operator_client._core.hub.watched_channels == 0
+    assert async_operator_client.statistics().watched_channels == 0
 
 
 async def test_waiters_of_one_task_each_get_its_result_whoever_leaves_first(
@@ -82,7 +82,7 @@ async def test_waiters_of_one_task_each_get_its_result_whoever_leaves_first(
     # several watches of one channel: the first is kept apart from the others, and whichever leaves
     # (the first included, by cancellation) the rest still get the result; the last one unsubscribes
     handle = await async_operator_client.async_call([], {"text": "shared", "sleep": 0.4})
-    hub = async_operator_client._core.hub
+    stats = async_operator_client.statistics
     envelopes: List[Any] = []
 
     async def wait() -> None:
@@ -100,9 +100,9 @@ async def test_waiters_of_one_task_each_get_its_result_whoever_leaves_first(
         await anyio.sleep(0.02)
         tg.start_soon(leave_early)  # and one of the others
         await anyio.sleep(0.02)
-        assert hub.watched_channels == 1 and len(hub._also_watching[handle.task_id]) == 4
+        assert stats().watched_channels == 1 and stats().waiting_calls == 5  # five watches, one channel
     assert len(envelopes) == 3 and all(e["results"]["echo"] == "shared" for e in envelopes)
-    assert hub.watched_channels == 0 and not hub._also_watching
+    assert stats().watched_channels == 0 and stats().waiting_calls == 0
     assert _eventually(lambda: _subscribed(redis_admin, [handle.task_id]) == 0)
 
 
@@ -112,7 +112,7 @@ async def test_each_waiter_times_out_at_its_own_deadline(
     # Only the reader holds a cancel scope; a waiter parked behind it with an earlier deadline lowers
     # that scope's deadline, and the reader wakes it in time while it goes on reading for the others.
     fake_operator.behaviour = lambda payload: Crash()  # nothing ever answers
-    hub = async_operator_client._core.hub
+    stats = async_operator_client.statistics
     timed_out: List[float] = []
 
     async def short(timeout: float) -> None:
@@ -127,13 +127,13 @@ async def test_each_waiter_times_out_at_its_own_deadline(
             async with anyio.create_task_group() as waiters:
                 for timeout in (0.6, 0.2, 0.4, 0.2):
                     waiters.start_soon(short, timeout)
-        assert hub.waiting == 0  # every parked waiter left; the reader still reads
+        assert stats().waiting_calls == 1  # every parked waiter left; the reader still reads
         # a waiter with time left is still served after the others timed out
         fake_operator.behaviour = lambda payload: __import__("sandai_operator_client.testing", fromlist=["Echo"]).Echo()
         assert (await async_operator_client.sync([], {"text": "late"}, timeout=10))[1]["echo"] == "late"
         tg.cancel_scope.cancel()
     assert sorted(timed_out) == [0.2, 0.2, 0.4, 0.6]
-    assert hub.watched_channels == 0 and hub.waiting == 0
+    assert stats().watched_channels == 0 and stats().waiting_calls == 0
 
 
 def test_keyboard_interrupt_in_sync_client(
@@ -147,8 +147,8 @@ def test_keyboard_interrupt_in_sync_client(
             operator_client.sync([], {})
     finally:
         timer.cancel()
-    hub = operator_client._core.hub
-    assert _eventually(lambda: hub.watched_channels == 0 and hub.waiting == 0)
+    stats = operator_client.statistics
+    assert _eventually(lambda: stats().watched_channels == 0 and stats().waiting_calls == 0)
     ids = [p["_task_id"] for p in fake_operator.received]
     assert _eventually(lambda: _subscribed(redis_admin, ids) == 0)
     # the client still works afterwards
@@ -190,14 +190,3 @@ def test_fork_child_gets_its_own_loop(operator_client: OperatorClient) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert operator_client.sync([], {"text": "parent again"})[1]["echo"] == "parent again"
-
-
-async def test_a_watch_is_entered_once(async_operator_client: AsyncOperatorClient, redis_admin: redis.Redis) -> None:
-    hub = async_operator_client._core.hub
-    watch = hub.watch(["never-published-" + os.urandom(4).hex()], fetch_existing=False)
-    async with watch:
-        assert hub.watched_channels == 1
-        with pytest.raises(RuntimeError, match="entered once"):
-            async with watch:
-                pass  # pragma: no cover
-    assert hub.watched_channels == 0

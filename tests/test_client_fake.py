@@ -277,7 +277,7 @@ async def test_async_concurrent_calls(async_operator_client: AsyncOperatorClient
         for i in range(300):
             tg.start_soon(call, i)
     assert all(results[i][1]["echo"] == str(i) for i in range(300))
-    assert async_operator_client._core.hub.watched_channels == 0
+    assert async_operator_client.statistics().watched_channels == 0
 
 
 async def test_async_batches(async_operator_client: AsyncOperatorClient, fake_operator: FakeOperator) -> None:
@@ -330,9 +330,7 @@ def test_lpush_and_clean_up_ride_on_the_subscription(
     for i in range(3):
         assert operator_client.sync([], {"text": str(i)})[1]["echo"] == str(i)
     assert operator_client.batch_sync_detailed([([], {"text": "b"})] * 3)[0].success
-    core = operator_client._core
-    assert core._lpush_on_hub is not None and core.hub._conn is not None and core.hub._conn.resp3
-    assert core._results._conn is None  # the command channel was never needed
+    assert operator_client.statistics().connections == 1  # the hub's: the command channel was never needed
 
 
 def test_refused_lpush_is_a_publish_error(
@@ -346,7 +344,7 @@ def test_refused_lpush_is_a_publish_error(
         results = operator_client.batch_sync_detailed([([], {"text": "y"})] * 2, timeout=5)
         assert [r.submitted for r in results] == [False, False]
         assert all(isinstance(r.error, OperatorConnectionError) for r in results)
-        assert operator_client._core.hub.watched_channels == 0
+        assert operator_client.statistics().watched_channels == 0
     finally:
         redis_admin.delete(queue)
     assert operator_client.sync([], {"text": "z"})[1]["echo"] == "z"
@@ -358,6 +356,6 @@ def test_broker_on_another_database_publishes_on_its_own_connection(redis_url: s
         FakeOperator(unique_name, broker_url=broker, result_backend=redis_url).in_thread(),
         create_client(unique_name, "v1", broker_url=broker, result_backend=redis_url) as client,
     ):
-        assert client._core._lpush_on_hub is None
         assert client.sync([], {"text": "db6"})[1]["echo"] == "db6"
+        assert client.statistics().connections == 2  # the hub's, and the broker's command channel
         assert client.batch_sync_detailed([([], {"text": "b"})] * 3)[2].success

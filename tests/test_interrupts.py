@@ -78,13 +78,7 @@ CALLS: Dict[str, Call] = {"sync": _sync, "get": _get, "batch": _batch, "collect"
 
 
 def _state(client: AsyncOperatorClient) -> str:
-    core = client._core
-    hub = core.hub
-    return (
-        f"hub reader={hub._reader is not None} parked={len(hub._idle)} expected={list(hub._expected)} "
-        f"outbox={len(hub._outbox)} conn={hub._conn is not None} publishing={core._publishing.busy} "
-        f"channel={core._results.busy}"
-    )
+    return repr(client.statistics())
 
 
 async def _interrupt_everywhere(client: AsyncOperatorClient, call: Call, name: str) -> Tuple[int, List[str]]:
@@ -158,5 +152,4 @@ async def test_an_interrupt_at_any_await_never_poisons_later_calls(
             points, problems = await _interrupt_everywhere(client, CALLS[name], name)
             assert points >= 1, "the call never suspended: the harness interrupted nothing"
             assert problems == []
-            hub = client._core.hub
-            assert hub.watched_channels == 0 and hub.waiting == 0
+            assert client.statistics().watched_channels == 0 and client.statistics().waiting_calls == 0

@@ -15,8 +15,8 @@ import redis
 from sandai_operator_client import create_async_client
 from sandai_operator_client._core import broker
 from sandai_operator_client._core.broker import PreparedTask, RedisPublisher
+from sandai_operator_client._core.hub.commands import ResultKeysCommand
 from sandai_operator_client._io.redis import ConnectionLost
-from sandai_operator_client._core.results import _ResultKeysCommand
 from sandai_operator_client._io.sockets import SocketByteStream
 from sandai_operator_client.protocol.celery import TaskMessage, encode_task_message
 from sandai_operator_client.protocol.kombu_redis import priority_list_name
@@ -81,8 +81,9 @@ async def test_pieces_are_taken_as_they_go_out_and_nobody_cuts_in_between() -> N
 
 def test_a_del_of_result_keys_makes_its_keys_as_it_is_encoded() -> None:
     ids = [f"id-{i}" for i in range(3000)]
-    command = _ResultKeysCommand("DEL", ids)
-    assert len(command) == 3001 and command[0] == "DEL" and command[1] == result_key("id-0")
+    command = ResultKeysCommand("DEL", ids)
+    head = list(command)[:2]
+    assert len(command) == 3001 and head == ["DEL", result_key("id-0")]
     pieces = list(encode_pipeline([command], piece_size=4096))
     assert len(pieces) > 1  # encoded piece by piece, the keys never all held as strings
     assert b"".join(pieces) == encode_command("DEL", *[result_key(i) for i in ids])
@@ -105,7 +106,7 @@ async def test_a_lost_pipeline_is_settled_by_re_encoding_the_envelopes_it_sent(
     # its list by encoding it again, so the same bytes must come out
     async with create_async_client(unique_name, "v1", broker_url=redis_url, result_backend=redis_url) as client:
         core = client._core
-        publisher = core._publisher
+        publisher = core.publisher
         assert isinstance(publisher, RedisPublisher)
         tasks = [core.prepare([], {"text": str(i)}) for i in range(3)]
         commands = publisher.lpush_commands(tasks)
@@ -135,7 +136,7 @@ async def test_a_batch_is_one_lpush_per_list_and_is_taken_in_order(
     monkeypatch.setattr(broker, "MAX_LPUSH_VALUES", 4)
     async with create_async_client(unique_name, "v1", broker_url=redis_url, result_backend=redis_url) as client:
         core = client._core
-        publisher = core._publisher
+        publisher = core.publisher
         assert isinstance(publisher, RedisPublisher)
         tasks = [core.prepare([], {"text": str(i)}, priority="high" if i in (5, 6) else None) for i in range(10)]
         commands = publisher.lpush_commands(tasks)
@@ -159,7 +160,7 @@ async def close_while_a_carried_write_waits(redis_url: str, name: str, redis_adm
     client = create_async_client(name, "v1", broker_url=redis_url, result_backend=redis_url)
     core = client._core
     hub = core.hub
-    publisher = core._publisher
+    publisher = core.publisher
     assert isinstance(publisher, RedisPublisher) and await hub.carries_commands()
     task = core.prepare([], {"text": "late"})
     lpushes = publisher.lpush_commands([task])
@@ -177,7 +178,7 @@ async def close_while_a_carried_write_waits(redis_url: str, name: str, redis_adm
                 tg.start_soon(carry)
                 for _ in range(3):
                     await anyio.sleep(0)
-                    if hub._outbox:  # carry()'s write is queued, not sent: close now
+                    if hub.statistics().unsent_writes:  # carry()'s write is queued, not sent: close now
                         caught = True
                         await hub.aclose()
                         break

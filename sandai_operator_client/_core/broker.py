@@ -8,7 +8,7 @@ with whatever other commands are queued. Other transports (``amqp://`` and frien
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple, Union, overload
+from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Protocol, Sequence, Union
 
 import anyio
 
@@ -17,7 +17,7 @@ from .._io.redis import ConnectionLost
 from .._log import logger
 from ..protocol.celery import TaskMessage, TaskShape
 from ..protocol.kombu_redis import RedisEnvelopeEncoder, priority_list_name, priority_list_names
-from ..protocol.resp import RespError
+from ..protocol.resp import Command, RespError
 from ..protocol.results import result_key
 from .command_channel import CommandChannel
 
@@ -32,7 +32,7 @@ MAX_LPUSH_VALUES = 65536
 """Envelopes per LPUSH at most (Redis 6 refuses a command of more than 1,048,576 arguments)."""
 
 
-class LPush(Sequence[Union[str, bytes]]):
+class LPush:
     """``LPUSH <list> <envelope>...`` of ``tasks[start:stop]``, a run of tasks bound for one list; their
     envelopes are encoded whenever the command is read (written, or settled) and never kept.
 
@@ -59,15 +59,6 @@ class LPush(Sequence[Union[str, bytes]]):
         yield self.list_name
         for i in range(self.start, self.stop):
             yield _envelope(self._encoder, self._tasks[i])
-
-    @overload
-    def __getitem__(self, index: int) -> Union[str, bytes]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> List[Union[str, bytes]]: ...
-
-    def __getitem__(self, index: Union[int, slice]) -> Union[str, bytes, List[Union[str, bytes]]]:
-        return list(self)[index]  # not on any path of ours: commands are iterated
 
 
 def _envelope(encoder: RedisEnvelopeEncoder, task: PreparedTask) -> bytes:
@@ -203,7 +194,7 @@ class RedisPublisher:
         return reasons
 
     async def _settle(self, tasks: Sequence[PreparedTask], lost: ConnectionLost) -> List[Optional[str]]:
-        checks: List[Tuple[object, ...]] = []
+        checks: List[Command] = []
         for task in tasks:
             checks += [
                 ("LREM", priority_list_name(task.queue, 0), 1, _envelope(self._envelopes, task)),
@@ -253,7 +244,7 @@ class RedisPublisher:
         """Where a published ``task`` is, in one pipeline: on its list (``LPOS``), in kombu's ``unacked``
         hash (taken by an operator), finished (its result key, when results live on this server)."""
         lists = priority_list_names(task.queue)
-        commands: List[Tuple[object, ...]] = [
+        commands: List[Command] = [
             ("LPOS", priority_list_name(task.queue, 0), _envelope(self._envelopes, task)),
             ("HEXISTS", "unacked", task.delivery_tag),
             *[("LLEN", name) for name in lists],

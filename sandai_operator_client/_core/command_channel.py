@@ -9,8 +9,9 @@ from typing import Awaitable, List, Optional, Sequence
 import anyio
 
 from .._io.loop import current_time
-from .._io.redis import MIN_IO, Command, ConnectionLost, RedisAddress, RedisConnection, interrupted, keepalive_of
+from .._io.redis import MIN_IO, ConnectionLost, RedisAddress, RedisConnection, interrupted, keepalive_of
 from ..config import ConnectionPolicy
+from ..protocol.resp import Arg, Command
 from .group_commit import GroupCommit
 
 __all__ = ("CommandChannel",)
@@ -35,7 +36,7 @@ class CommandChannel:
         self._abandoned: Optional[RedisConnection] = None  # interrupted with replies due: closed, never reused
         self._closed = False
 
-    def defer(self, *args: object) -> None:
+    def defer(self, *args: Arg) -> None:
         """Queue a command whose reply nobody waits for; it rides along with the next pipeline.
 
         Used for clean-up (``DEL`` of consumed result keys) so it costs no round trip of its own. At
@@ -67,7 +68,7 @@ class CommandChannel:
             except ConnectionLost:
                 pass
 
-    async def execute(self, *args: object, deadline: float = math.inf) -> object:
+    async def execute(self, *args: Arg, deadline: float = math.inf) -> object:
         """Run one command; error replies come back as :class:`RespError` values."""
         return (await self.execute_many([args], deadline))[0]
 

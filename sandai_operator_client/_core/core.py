@@ -46,7 +46,7 @@ from ..types import BatchTaskResult, ClientStatistics, HealthCheckResult, Legacy
 from .broker import LPush, OutcomeUnknown, PreparedTask, Publisher, RedisPublisher
 from .command_channel import CommandChannel
 from .group_commit import GroupCommit
-from .results import Outcome, ResultHub, Watch
+from .hub import Outcome, ResultHub, Watch
 from .tracing import end_task_span, start_call_span, start_task_span, use_call_span
 
 __all__ = ("OperatorCore", "Submission", "TaskSpec", "as_submissions", "new_uuid4")
@@ -178,6 +178,11 @@ class OperatorCore:
     def hub(self) -> ResultHub:
         """The result hub (exposed for tests and diagnostics)."""
         return self._hub
+
+    @property
+    def publisher(self) -> Publisher:
+        """The broker's publisher (exposed for tests and diagnostics)."""
+        return self._publisher
 
     # ------------------------------------------------------------------ errors
     def _connection_error(self, reason: object) -> OperatorConnectionError:

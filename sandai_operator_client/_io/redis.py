@@ -17,12 +17,12 @@ import anyio
 import anyio.abc
 
 from ..config import ConnectionPolicy
-from ..protocol.resp import RespError, RespProtocolError, RespReader, encode_pipeline
+from ..protocol.resp import Arg, Command, RespError, RespProtocolError, RespReader, encode_pipeline
+from .errors import ConnectionLost, interrupted
 from .sockets import KeepAlive, SocketByteStream, connect_socket, set_keepalive
 
 __all__ = (
     "MIN_IO",
-    "Command",
     "ConnectionLost",
     "RedisAddress",
     "RedisConnection",
@@ -34,7 +34,6 @@ __all__ = (
 if TYPE_CHECKING:
     import ssl
 
-Command = Sequence[object]
 ByteStream = Union[anyio.abc.ByteStream, SocketByteStream]
 _CONNECTION_ERRORS = (
     OSError,
@@ -43,19 +42,6 @@ _CONNECTION_ERRORS = (
     anyio.ClosedResourceError,
     RespProtocolError,
 )
-
-
-class ConnectionLost(Exception):
-    """A Redis server could not be reached, dropped us, or refused us. Mapped to a public error above.
-
-    ``maybe_sent``: the commands may have reached the server before the connection failed (their
-    effect is unknown); False when the failure happened before anything was written. ``timed_out``:
-    the server stopped answering without closing the connection, so bytes written may still be on
-    their way to it (nothing found there yet proves they never will be).
-    """
-
-    maybe_sent = False
-    timed_out = False
 
 
 @dataclass(frozen=True)
@@ -174,7 +160,7 @@ class RedisConnection:
                 conn = cls(stream, address)
                 setup: List[Command] = []
                 if resp3:
-                    hello: Tuple[object, ...] = ("HELLO", 3)
+                    hello: Tuple[Arg, ...] = ("HELLO", 3)
                     if address.password is not None:  # HELLO authenticates too
                         hello += ("AUTH", address.username or "default", address.password)
                     (reply,) = await conn.request([hello])
@@ -271,7 +257,7 @@ class RedisConnection:
         A long pipeline goes out in pieces, encoded as it is sent (10,000 task envelopes are 10 MB;
         encoded at once, then copied when the socket took part, they doubled a client's peak memory).
         """
-        await self.send_pieces(encode_pipeline(chain(*batches)))  # type: ignore[arg-type]
+        await self.send_pieces(encode_pipeline(chain(*batches)))
         due = sum(map(len, batches))
         replies: List[object] = []
         while len(replies) < due:
@@ -309,11 +295,3 @@ def keepalive_of(policy: ConnectionPolicy) -> Optional[KeepAlive]:
     if policy.keepalive_idle is None:
         return None
     return KeepAlive(policy.keepalive_idle, policy.keepalive_interval, policy.keepalive_count)
-
-
-def interrupted(exc: BaseException) -> ConnectionLost:
-    """What the other callers of a group commit interrupted by ``exc`` (KeyboardInterrupt...) are told:
-    their commands may or may not have reached the server."""
-    error = ConnectionLost(f"the write was interrupted ({type(exc).__name__})")
-    error.maybe_sent = True
-    return error

@@ -10,9 +10,10 @@ nulls, booleans, doubles, big numbers, verbatim strings and blob errors; attribu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Protocol, Tuple, Union
 
 __all__ = (
+    "Command",
     "MAX_BULK",
     "MAX_DEPTH",
     "NEED_DATA",
@@ -27,6 +28,15 @@ __all__ = (
 )
 
 Arg = Union[bytes, str, int, float]
+
+
+class Command(Protocol):
+    """A command as the encoder reads it: how many arguments, then each in order. A tuple is one; so is
+    an object that makes its arguments only as they are encoded (a batch's LPUSH, its keys' DEL)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Arg]: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ def _add_arg(parts: List[bytes], arg: Arg) -> int:
     return len(header) + len(data) + 2
 
 
-def _add_command(parts: List[bytes], args: Sequence[Arg]) -> None:
+def _add_command(parts: List[bytes], args: Command) -> None:
     """Append ``args``'s encoding to ``parts`` (joined once, at the end: an envelope is a kilobyte or more)."""
     parts.append(b"*%d\r\n" % len(args))
     for arg in args:
@@ -89,7 +99,7 @@ def encode_command(*args: Arg) -> bytes:
     return b"".join(parts)
 
 
-def encode_commands(commands: Iterable[Sequence[Arg]]) -> bytes:
+def encode_commands(commands: Iterable[Command]) -> bytes:
     """Encode several commands back to back (a pipeline)."""
     parts: List[bytes] = []
     for command in commands:
@@ -101,7 +111,7 @@ PIECE_SIZE = 65536
 """How many bytes of a long pipeline are encoded (and written) at a time."""
 
 
-def encode_pipeline(commands: Iterable[Sequence[Arg]], piece_size: int = PIECE_SIZE) -> Iterator[bytes]:
+def encode_pipeline(commands: Iterable[Command], piece_size: int = PIECE_SIZE) -> Iterator[bytes]:
     """Encode a pipeline lazily, in pieces of about ``piece_size`` bytes, so that a long pipeline is never
     held encoded all at once. A piece ends after a command, or inside a long one after an argument (one
     LPUSH of a batch's envelopes is megabytes; its arguments are read only as their piece is made)."""

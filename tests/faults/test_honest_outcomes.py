@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from sandai_operator_client import (
+    ConnectionPolicy,
     OperatorConnectionError,
     PublishOutcomeUnknownError,
     ResultUnavailableError,
@@ -75,7 +76,7 @@ async def test_a_refused_subscription_is_not_reported_as_a_failed_publish(acl_re
             assert [r.submitted for r in results] == [True] * 3
             assert all(isinstance(r.error, ResultUnavailableError) and r.task_id for r in results)
             await _received(operator, 4)
-            assert client._core.hub.watched_channels == 0
+            assert client.statistics().watched_channels == 0
 
 
 async def test_a_refused_subscription_before_publishing_publishes_nothing(acl_redis: PrivateRedis) -> None:
@@ -110,11 +111,15 @@ async def test_a_publish_cut_by_a_silent_network_is_unknown_not_never_sent(priva
     try:
         with operator.in_thread():
             async with create_async_client(
-                "silent", "v1", broker_url=proxy_url(proxy, 0), result_backend=private_redis.url, timeout=20
+                "silent",
+                "v1",
+                broker_url=proxy_url(proxy, 0),
+                result_backend=private_redis.url,
+                timeout=20,
+                connection=ConnectionPolicy(io_timeout=1.0),
             ) as client:
                 await client.async_call([], {"text": "warm"})  # connections made
                 await _received(operator, 1)
-                client._core._channels[proxy_url(proxy, 0)]._io_timeout = 1.0
                 proxy.black_hole(new_connections=False)  # the settling connection gets through
                 started = time.monotonic()
                 with pytest.raises(PublishOutcomeUnknownError) as info:

@@ -3,8 +3,10 @@ deadline when the network stops answering (a black-holing proxy), and the next c
 
 from __future__ import annotations
 
+import gc
+import socket
 import time
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, List
 
 import anyio
 import pytest
@@ -159,18 +161,17 @@ async def test_deadlines_hold_while_the_network_is_silent(private_redis: Private
 
 
 async def test_every_connection_has_tcp_keepalive(private_redis: PrivateRedis) -> None:
-    import socket
-
     operator = FakeOperator("keepalive", broker_url=private_redis.url)
     policy = ConnectionPolicy(keepalive_idle=7, keepalive_interval=3, keepalive_count=4)
     with operator.in_thread():
+        async with create_async_client("keepalive", "v1", broker_url=private_redis.url) as warm:
+            await warm.sync([], {})  # the operator has made every connection it makes
+        before = _sockets_to(private_redis.port)
         async with create_async_client("keepalive", "v1", broker_url=private_redis.url, connection=policy) as client:
             await client.sync([], {})  # the result connection (and the LPUSH on it)
             await client.queue_depth()  # the command connection
-            core = client._core
-            connections = [core.hub._conn, *(channel._conn for channel in core._channels.values())]
-            socks = [conn._stream._sock for conn in connections if conn is not None]  # type: ignore[union-attr]
-            assert len(socks) == 2
+            socks = [sock for sock in _sockets_to(private_redis.port) if sock not in before]
+            assert len(socks) == 2 and client.statistics().connections == 2
             for sock in socks:
                 assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
@@ -206,3 +207,16 @@ async def test_back_to_back_calls_never_stop_to_look_at_their_connections(
             await anyio.sleep(0.3)
             await client.sync([], {})
             assert 1 <= len(looks) <= 4  # each idle connection, read until nothing is left
+
+
+def _sockets_to(port: int) -> List[socket.socket]:
+    """The open sockets of this process connected to 127.0.0.1:``port``."""
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, socket.socket) and obj.fileno() >= 0:
+            try:
+                if obj.getpeername()[1] == port:
+                    found.append(obj)
+            except (OSError, IndexError):
+                pass
+    return found
