@@ -5,7 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Generator, List, Optional, Sequence, Type, Union
 
-from ._core.core import OperatorCore, Submission, as_submissions
+from ._core.batches import Submission, as_submissions
+from ._core.core import OperatorCore
 from ._gone import gone
 from ._settings import ClientSettings
 from .config import ConnectionPolicy, Priority
@@ -173,8 +174,10 @@ class AsyncOperatorClient(ClientSettings):
 
     def _submitted(self, submissions: List[Submission]) -> List[AsyncSubmittedTask]:
         return [
-            AsyncSubmittedTask(index=i, handle=None if t is None else self.handle(t), error=e)
-            for i, t, e in submissions
+            AsyncSubmittedTask(
+                index=s.index, handle=None if s.task_id is None else self.handle(s.task_id), error=s.error
+            )
+            for s in submissions
         ]
 
     async def batch_submit(
@@ -220,7 +223,7 @@ class AsyncOperatorClient(ClientSettings):
         self, submissions: List[AsyncSubmittedTask], *, timeout: Optional[float] = None
     ) -> List[BatchTaskResult]:
         """Wait for a submitted batch; ``timeout`` is one budget for the whole batch. Input order."""
-        return await self._core.batch_collect([(s.index, s.task_id, s.error) for s in submissions], timeout)
+        return await self._core.batch_collect([Submission(s.index, s.task_id, s.error) for s in submissions], timeout)
 
     async def batch_sync_detailed(
         self,

@@ -158,8 +158,8 @@ class InlineLoop:
     """
 
     def __init__(self) -> None:
-        # The loop is made by the first call: a client created at import time (or never used) does not
-        # import asyncio, which with the ssl module it imports is ~5.3 MB, a quarter of such a client.
+        # Rule: the loop is made by the first call; a client created at import time (or never used) does
+        # not import asyncio (the first-call module budget in tests/faults/test_budgets.py).
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         # Re-entrant: a KeyboardInterrupt landing between taking it and the ``try`` that releases it
         # leaves it taken; the same thread must still get in (it cannot be inside a call: a call made

@@ -12,7 +12,7 @@ from typing import List
 import pytest
 
 import sandai_operator_client
-from sandai_operator_client._core.core import new_uuid4
+from sandai_operator_client._core.ids import new_uuid4
 
 
 def _modules_after(code: str) -> List[str]:

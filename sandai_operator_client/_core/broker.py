@@ -38,16 +38,15 @@ class LPush:
 
     One command for many tasks, not one each: Redis runs it whole (its reply, before any result of
     those tasks, says all are queued), a consumer pops them in the same order, and a batch's
-    messages can be let go as soon as that one reply is in. Kept, envelopes were a seventh of a
-    10,000-task batch's peak memory; encoding is deterministic, so settling a lost write re-encodes
-    the very bytes that were sent.
+    messages can be let go as soon as that one reply is in. Rule: no envelope is kept; encoding is
+    deterministic, so settling a lost write re-encodes the very bytes that were sent.
     """
 
     __slots__ = ("_encoder", "_tasks", "list_name", "start", "stop")
 
     def __init__(self, tasks: Sequence[PreparedTask], start: int, stop: int, encoder: RedisEnvelopeEncoder) -> None:
         self._tasks = tasks
-        self._encoder = encoder  # not its bound method: one object less per pending call for the GC
+        self._encoder = encoder  # the encoder, not a bound method of it: no object per command
         self.start, self.stop = start, stop
         self.list_name = priority_list_name(tasks[start].queue, 0)
 
@@ -77,7 +76,7 @@ class PreparedTask(NamedTuple):
     """A validated, encoded task ready to publish to ``queue``: its message's fields, then where it goes.
 
     Flat (``PreparedTask.of``), not a message inside a tuple: a batch holds thousands until they are
-    published, and a tuple less each was a tenth of a 2,000-task batch's peak memory.
+    published (the batch's peak memory has a budget in tests/faults/test_budgets.py).
     """
 
     task_id: str

@@ -78,8 +78,7 @@ class CommandChannel:
         Raises ``ConnectionLost`` when the server cannot be reached or stops answering: within the I/O
         timeout, or by ``deadline`` (the event loop's clock) when every caller of the pipeline has one
         that is earlier (never sooner than ``MIN_IO`` seconds: a slow but healthy server is not cut
-        off). (A plain method returning the group commit's coroutine: one coroutine less per waiting
-        caller.)
+        off). A plain method returning the group commit's coroutine: a waiting caller is one coroutine.
         """
         if self._closed:
             raise ConnectionLost("the client is closed")

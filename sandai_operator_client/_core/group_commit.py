@@ -9,9 +9,9 @@ results); a flush of the flusher's own items alone is as cancellable as the flus
 connection). No background task is involved, so this works under asyncio and trio alike.
 
 A queued caller is two list entries (its items, its wakeup) and waits on its wakeup (``loop.py``: on
-asyncio a bare future), which receives its results, the flush's error, or the lead. 10,000 concurrent
-submissions each wait here, and the cyclic GC walks everything they hold: two objects per caller more
-(a record of the caller, an event wrapping its future) cost 7 % of their throughput.
+asyncio a bare future), which receives its results, the flush's error, or the lead. Rule: nothing more
+per queued caller (the cyclic GC walks all they hold; tests/faults/test_budgets.py counts a pending
+call's objects).
 """
 
 from __future__ import annotations

@@ -1,16 +1,14 @@
 """What anyio asks the running event loop for, asked without finding out which library runs it each time.
 
 ``anyio.current_time()`` and ``anyio.Event()`` first ask sniffio which async library is running, which
-on asyncio costs a lookup of the current task: a few percent of the CPU of 2,000 concurrent calls,
-which make one of each per call. asyncio's own running-loop accessor answers the question in C. Under
-trio (or with no asyncio loop running in this thread) anyio's own are used.
+on asyncio looks up the current task, once per call of ours. asyncio's own running-loop accessor answers
+the question in C. Under trio (or with no asyncio loop running in this thread) anyio's own are used.
 
-``new_wakeup()`` is a one-shot future for *one* waiter, which may carry a value. On asyncio it is a
-bare future: an anyio event waits through two coroutines on an asyncio event with its own queue of
-futures, six objects per wait instead of two, for 10,000 concurrent calls that each wait once (the
-cyclic GC walks every one of them). A future must not be shared: cancelling one waiter cancels the
-future it awaits. Events that many callers wait on stay anyio events. Under trio it is an anyio event
-with a value.
+``new_wakeup()`` is a one-shot future for *one* waiter, which may carry a value. Rule: a waiter holds
+one object to wait on (on asyncio a bare future; an anyio event would add its own coroutines and queue:
+tests/faults/test_budgets.py counts a pending call's objects). A future must not be shared: cancelling
+one waiter cancels the future it awaits. Events that many callers wait on stay anyio events. Under trio
+it is an anyio event with a value.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from .sockets import KeepAlive, SocketByteStream, connect_socket, set_keepalive
 
 __all__ = (
     "MIN_IO",
+    "REDIS_SCHEMES",
     "ConnectionLost",
     "RedisAddress",
     "RedisConnection",
@@ -80,6 +81,10 @@ class RedisAddress:
             context.check_hostname = self.ssl_check_hostname
             context.verify_mode = ssl.CERT_OPTIONAL if self.ssl_cert_reqs == "optional" else ssl.CERT_REQUIRED
         return context
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
+"""The URL schemes of a Redis server."""
 
 
 def parse_redis_url(url: str) -> RedisAddress:
@@ -254,8 +259,8 @@ class RedisConnection:
     async def request(self, *batches: Sequence[Command]) -> List[object]:
         """Send the commands of ``batches``, back to back, as one pipeline and read one reply each.
 
-        A long pipeline goes out in pieces, encoded as it is sent (10,000 task envelopes are 10 MB;
-        encoded at once, then copied when the socket took part, they doubled a client's peak memory).
+        Rule: a long pipeline is never held encoded all at once; it goes out in pieces, encoded as it is
+        sent (the batch budget in tests/faults/test_budgets.py measures the peak).
         """
         await self.send_pieces(encode_pipeline(chain(*batches)))
         due = sum(map(len, batches))

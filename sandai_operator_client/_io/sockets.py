@@ -52,8 +52,8 @@ class SocketByteStream:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock
-        # What the kernel did not take yet, in order: views of the senders' own bytes, never copies (a
-        # pipeline of 10,000 tasks is 10 MB; copying its unsent rest doubled the client's peak memory).
+        # What the kernel did not take yet, in order. Rule: views of the senders' own bytes, never copies
+        # (a long pipeline's unsent rest would be held twice).
         self._backlog: Optional[Deque[memoryview]] = None
         self._drained: Optional[anyio.Event] = None
         self._error: Optional[BaseException] = None

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, List, Optional
 
-from .._core.core import OperatorCore, new_uuid4
+from .._core.core import OperatorCore
+from .._core.ids import new_uuid4
 from ..config import VALID_PRIORITIES, CeleryConfig
 from ..errors import OperatorError, TaskCancelledError, TaskDeadlineExceededError, TaskTimeoutError
 from ..protocol.operator import DESC_QUERY, build_task_payload, parse_desc_result, parse_task_result
