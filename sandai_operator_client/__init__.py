@@ -31,8 +31,8 @@ from .errors import (
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing the package must not load typing
 
 if TYPE_CHECKING:
-    from ._async import AsyncOperatorClient, AsyncTaskHandle, create_async_client
-    from ._sync import OperatorClient, TaskHandle, TaskState, create_client
+    from ._async import AsyncOperatorClient, AsyncSubmittedTask, AsyncTaskHandle, create_async_client
+    from ._sync import OperatorClient, SubmittedTask, TaskHandle, TaskState, create_client
     from .config import (
         VALID_PRIORITIES,
         CeleryConfig,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
         resolve_client_config,
     )
     from .types import (
-        AsyncSubmittedTask,
         BatchTaskResult,
         ClientStatistics,
         ErrorInfoDict,
@@ -55,14 +54,13 @@ if TYPE_CHECKING:
         LegacyTaskResult,
         OperatorDescription,
         OperatorTaskResult,
-        SubmittedTask,
         TaskMetaDict,
         TaskPayloadDict,
     )
 
 _LAZY = {
-    **dict.fromkeys(("AsyncOperatorClient", "AsyncTaskHandle", "create_async_client"), "_async"),
-    **dict.fromkeys(("OperatorClient", "TaskHandle", "TaskState", "create_client"), "_sync"),
+    **dict.fromkeys(("AsyncOperatorClient", "AsyncSubmittedTask", "AsyncTaskHandle", "create_async_client"), "_async"),
+    **dict.fromkeys(("OperatorClient", "SubmittedTask", "TaskHandle", "TaskState", "create_client"), "_sync"),
     **dict.fromkeys(
         (
             "VALID_PRIORITIES",
@@ -79,7 +77,6 @@ _LAZY = {
     ),
     **dict.fromkeys(
         (
-            "AsyncSubmittedTask",
             "BatchTaskResult",
             "ClientStatistics",
             "ErrorInfoDict",
@@ -89,7 +86,6 @@ _LAZY = {
             "LegacyTaskResult",
             "OperatorDescription",
             "OperatorTaskResult",
-            "SubmittedTask",
             "TaskMetaDict",
             "TaskPayloadDict",
         ),

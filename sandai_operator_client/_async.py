@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Generator, List, Optional, Sequence, Type, Union
 
@@ -12,7 +13,6 @@ from ._settings import ClientSettings
 from .config import ConnectionPolicy, Priority
 from .errors import OperatorError
 from .types import (
-    AsyncSubmittedTask,
     BatchTaskResult,
     ClientStatistics,
     HealthCheckResult,
@@ -20,7 +20,7 @@ from .types import (
     LegacyTaskResult,
 )
 
-__all__ = ("AsyncOperatorClient", "AsyncTaskHandle", "create_async_client")
+__all__ = ("AsyncSubmittedTask", "AsyncOperatorClient", "AsyncTaskHandle", "create_async_client")
 
 
 class AsyncTaskHandle:
@@ -83,6 +83,25 @@ class AsyncTaskHandle:
 
     def __repr__(self) -> str:
         return f"<AsyncTaskHandle {self.id}>"
+
+
+@dataclass(frozen=True)
+class AsyncSubmittedTask:
+    """One task of an async ``batch_submit``."""
+
+    index: int
+    handle: Optional[AsyncTaskHandle] = None
+    error: Optional[Exception] = None
+
+    @property
+    def submitted(self) -> bool:
+        """True when the task was published."""
+        return self.handle is not None and self.error is None
+
+    @property
+    def task_id(self) -> Optional[str]:
+        """The task id, when submitted."""
+        return None if self.handle is None else self.handle.task_id
 
 
 class AsyncOperatorClient(ClientSettings):

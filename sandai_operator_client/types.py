@@ -5,17 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
-if TYPE_CHECKING:  # the handles live with the facades; only their types are needed here
-    from ._async import AsyncTaskHandle
-    from ._sync import TaskHandle
-
 if TYPE_CHECKING:
     from typing_extensions import TypedDict
 else:
     from typing import TypedDict
 
 __all__ = (
-    "AsyncSubmittedTask",
     "BatchTaskResult",
     "ClientStatistics",
     "ErrorInfoDict",
@@ -25,7 +20,6 @@ __all__ = (
     "LegacyTaskResult",
     "OperatorDescription",
     "OperatorTaskResult",
-    "SubmittedTask",
     "TaskMetaDict",
     "TaskPayloadDict",
 )
@@ -95,44 +89,6 @@ class OperatorDescription:
 
 
 @dataclass(frozen=True)
-class SubmittedTask:
-    """One task of a sync ``batch_submit``: its handle, or the error that kept it from being sent."""
-
-    index: int
-    async_result: Optional[TaskHandle] = None
-    error: Optional[Exception] = None
-
-    @property
-    def submitted(self) -> bool:
-        """True when the task was published."""
-        return self.async_result is not None and self.error is None
-
-    @property
-    def task_id(self) -> Optional[str]:
-        """The task id, when submitted."""
-        return None if self.async_result is None else self.async_result.id
-
-
-@dataclass(frozen=True)
-class AsyncSubmittedTask:
-    """One task of an async ``batch_submit``."""
-
-    index: int
-    handle: Optional[AsyncTaskHandle] = None
-    error: Optional[Exception] = None
-
-    @property
-    def submitted(self) -> bool:
-        """True when the task was published."""
-        return self.handle is not None and self.error is None
-
-    @property
-    def task_id(self) -> Optional[str]:
-        """The task id, when submitted."""
-        return None if self.handle is None else self.handle.task_id
-
-
-@dataclass(frozen=True)
 class BatchTaskResult:
     """The outcome of one task of a batch, at its input ``index``."""
 
@@ -188,3 +144,17 @@ class HealthCheckResult:
     response_ok: bool
     task_id: Optional[str] = None
     error: Optional[str] = None
+
+
+def __getattr__(name: str) -> Any:
+    """``SubmittedTask`` and ``AsyncSubmittedTask`` live with their facades (they hold the facades'
+    handles); this module's old spelling still finds them."""
+    if name == "SubmittedTask":
+        from ._sync_handle import SubmittedTask
+
+        return SubmittedTask
+    if name == "AsyncSubmittedTask":
+        from ._async import AsyncSubmittedTask
+
+        return AsyncSubmittedTask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from radon.metrics import mi_visit
 PACKAGE = Path(__file__).resolve().parent.parent / "sandai_operator_client"
 MAX_LINES = 400
 # modules still over the limit, at most this long: lower these as they are split, never raise them
-OVER_THE_LIMIT: Dict[str, int] = {"_sync.py": 460, "testing/fake_operator.py": 540, "_core/hub/driver.py": 410}
+OVER_THE_LIMIT: Dict[str, int] = {}
 MIN_MAINTAINABILITY = 20
 # protocol/ (sans-IO) -> _io/ (sockets, connections) -> _core/ (behaviour) -> the facades
 LAYERS = {"protocol": 0, "_io": 1, "_core": 2}

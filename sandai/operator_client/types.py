@@ -1,8 +1,7 @@
 """The seed's ``sandai.operator_client.types``: result records, handles and payload shapes."""
 
-from sandai_operator_client import AsyncTaskHandle, TaskHandle
+from sandai_operator_client import AsyncSubmittedTask, AsyncTaskHandle, SubmittedTask, TaskHandle
 from sandai_operator_client.types import (
-    AsyncSubmittedTask,
     BatchTaskResult,
     ErrorInfoDict,
     HealthCheckResult,
@@ -11,7 +10,6 @@ from sandai_operator_client.types import (
     LegacyTaskResult,
     OperatorDescription,
     OperatorTaskResult,
-    SubmittedTask,
     TaskMetaDict,
     TaskPayloadDict,
 )

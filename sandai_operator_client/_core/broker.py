@@ -8,7 +8,7 @@ with whatever other commands are queued. Other transports (``amqp://`` and frien
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Protocol, Sequence, Union
+from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple, Union
 
 import anyio
 
@@ -116,8 +116,20 @@ class Publisher(Protocol):
         every task is unknown).
         """
 
+    settlements: int
+    """Publishes whose connection was cut after writing, whose outcome was then settled (statistics)."""
+
     async def queue_depth(self, queue: str) -> int:
         """Messages waiting in ``queue`` (all its priority lists)."""
+
+    async def whereabouts(self, task: PreparedTask, result_on_broker: bool) -> Tuple[Optional[str], Optional[int]]:
+        """Where a published ``task`` is and how many messages wait in its queue; ``(None, None)``: cannot tell."""
+
+    async def withdraw(self, tasks: Sequence[PreparedTask]) -> int:
+        """Take ``tasks`` back off their queues where no consumer took them yet; how many (0: cannot)."""
+
+    def abandon(self) -> None:
+        """Drop connections at once, outside any event loop."""
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -272,6 +284,9 @@ class RedisPublisher:
             [("LREM", priority_list_name(t.queue, 0), 1, _envelope(self._envelopes, t)) for t in tasks]
         )
         return sum(1 for reply in replies if reply == 1)
+
+    def abandon(self) -> None:
+        """Nothing of its own to drop: its command channel is the core's, which abandons it."""
 
     async def queue_depth(self, queue: str) -> int:
         """LLEN of every priority list of ``queue``, summed."""

@@ -123,15 +123,15 @@ async def _leave_call(core: OperatorCore, task: PreparedTask, watch: Watch, sent
 async def _timed_out(core: OperatorCore, task: PreparedTask, timeout: float) -> TaskTimeoutError:
     """The timeout of a task this client published, saying where the task is: one pipelined look on a
     Redis broker, given at most a second (or the I/O timeout) past the caller's deadline."""
-    whereabouts = getattr(core.publisher, "whereabouts", None)
     place: Optional[str] = None
     waiting: Optional[int] = None
-    if whereabouts is not None:
-        with anyio.move_on_after(min(1.0, core.config.connection.io_timeout)):
-            try:
-                place, waiting = await whereabouts(task, core.config.broker_url == core.config.result_backend)
-            except ConnectionLost:
-                pass
+    with anyio.move_on_after(min(1.0, core.config.connection.io_timeout)):
+        try:
+            place, waiting = await core.publisher.whereabouts(
+                task, core.config.broker_url == core.config.result_backend
+            )
+        except ConnectionLost:
+            pass
     return TaskTimeoutError(task.task_id, timeout, place, task.queue, waiting)
 
 

@@ -285,7 +285,7 @@ class OperatorCore:
             waiting_calls=hub.waiting_calls,
             queued_commands=hub.queued_commands,
             reconnects=hub.reconnects,
-            settled_writes=getattr(self._publisher, "settlements", 0),
+            settled_writes=self._publisher.settlements,
         )
 
     def abandon(self) -> None:
@@ -295,9 +295,7 @@ class OperatorCore:
             return
         self._closed = True
         self._hub.abandon()
-        abandon = getattr(self._publisher, "abandon", None)
-        if abandon is not None:
-            abandon()
+        self._publisher.abandon()
         for channel in self._channels.values():
             channel.abandon()
 

@@ -80,11 +80,8 @@ async def withdraw(core: OperatorCore, tasks: Sequence[PreparedTask]) -> int:
     """Take published ``tasks`` back off their queues where no operator took them yet (Redis brokers;
     0 elsewhere); how many were withdrawn."""
     core.check_open()
-    withdraw = getattr(core.publisher, "withdraw", None)
-    if withdraw is None:
-        return 0
     with core.failures.mapped():
-        return int(await withdraw(tasks))
+        return await core.publisher.withdraw(tasks)
 
 
 async def queue_depth(core: OperatorCore) -> Dict[str, int]:

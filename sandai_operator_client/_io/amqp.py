@@ -12,7 +12,7 @@ connection); the core's group commit hands it concurrent submissions together, o
 from __future__ import annotations
 
 import socket
-from typing import Any, List, Optional, Protocol, Sequence, Set
+from typing import Any, List, Optional, Protocol, Sequence, Set, Tuple
 
 import anyio
 import anyio.to_thread
@@ -127,6 +127,16 @@ class KombuPublisher:
         return results
 
     # ------------------------------------------------------------------ other operations
+    settlements = 0  # a publish is confirmed by the broker or fails: nothing is ever settled afterwards
+
+    async def whereabouts(self, task: OutgoingTask, result_on_broker: bool) -> Tuple[Optional[str], Optional[int]]:
+        """AMQP cannot tell where a published message is without consuming it: ``(None, None)``."""
+        return None, None
+
+    async def withdraw(self, tasks: Sequence[OutgoingTask]) -> int:
+        """AMQP cannot take a published message back: 0."""
+        return 0
+
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (0 when it was never declared)."""
 

@@ -67,3 +67,32 @@ def echo_behaviour(payload: Dict[str, Any]) -> Reply:
     if options.get("sleep"):
         reply = Delay(float(options["sleep"]), reply)
     return reply
+
+
+def error_envelope(task_id: str, error_type: str, message: str, details: Dict[str, Any]) -> Dict[str, Any]:
+    """An operator's error envelope, as the SDK writes it."""
+    return {
+        "task_id": task_id,
+        "status": "error",
+        "error": {"error_type": error_type, "error_message": message, "error_details": details},
+        "artifacts": [],
+        "results": None,
+    }
+
+
+def reply_envelope(reply: Reply, payload: Dict[str, Any], task_id: str) -> Union[bytes, Dict[str, Any], None]:
+    """What to write for a final ``reply`` (not a ``Delay``): an envelope, a raw record, or None (``Crash``)."""
+    if isinstance(reply, Crash):
+        return None
+    if isinstance(reply, RawRecord):
+        return reply.data
+    if isinstance(reply, Fail):
+        return {**error_envelope(task_id, reply.error_type, reply.error_message, reply.error_details), "results": {}}
+    artifacts = payload.get("artifacts") or []
+    if isinstance(reply, Succeed):
+        results_out, artifacts_out = reply.results, reply.artifacts
+    else:
+        options = payload.get("options") or {}
+        results_out = {"echo": options.get("text", ""), "n_artifacts": len(artifacts)}
+        artifacts_out = [{"uri": a.get("uri"), "slot": a.get("slot")} for a in artifacts]
+    return {"task_id": task_id, "status": "success", "results": results_out, "error": None, "artifacts": artifacts_out}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -26,13 +25,26 @@ from anyio.from_thread import start_blocking_portal
 from .._core.command_channel import CommandChannel
 from .._io.backoff import retry_while_disconnected
 from .._io.redis import ConnectionLost, RedisConnection, parse_redis_url
-from ..config import VALID_PRIORITIES, redact_url
+from ..config import VALID_PRIORITIES
 from ..protocol.celery import decode_task_body
-from ..protocol.kombu_redis import decode_redis_envelope, priority_list_names
-from ..protocol.resp import RespError
+from ..protocol.kombu_redis import decode_redis_envelope
 from ..protocol.results import encode_result_record, result_key
 from ..protocol.serialization import DecodeError
-from .behaviours import Behaviour, Crash, Delay, Echo, Fail, RawRecord, Reply, Succeed, echo_behaviour
+from ._kombu_consumer import consume_kombu
+from ._queue_taker import QueueTaker
+from .behaviours import (
+    Behaviour,
+    Crash,
+    Delay,
+    Echo,
+    Fail,
+    RawRecord,
+    Reply,
+    Succeed,
+    echo_behaviour,
+    error_envelope,
+    reply_envelope,
+)
 
 __all__ = (
     "Behaviour",
@@ -112,7 +124,6 @@ class FakeOperator:
         self.reliable = reliable
         self.track_unacked = track_unacked or reliable
         self.concurrency = concurrency
-        self._blmpop = True
         self.received: List[Dict[str, Any]] = []
         self.skipped: List[str] = []
         self.queues = [f"{p}.{name}.{version}" for p in VALID_PRIORITIES]
@@ -144,7 +155,7 @@ class FakeOperator:
         broker = await RedisConnection.open(address, 5.0)  # the first connection must work
         results = CommandChannel(parse_redis_url(self.result_backend))
         bookkeeping = CommandChannel(address)
-        lists = [name for queue in self.queues for name in priority_list_names(queue)]
+        queues = QueueTaker(self.queues, self.prefetch, reliable=self.reliable, track_unacked=self.track_unacked)
         in_flight: Set[str] = set()
         try:
             async with anyio.create_task_group() as tg:
@@ -155,11 +166,11 @@ class FakeOperator:
                     try:
                         if recover:  # messages taken before a restart are still in `unacked`: answer them
                             recover = False
-                            taken = await self._recover(bookkeeping, in_flight)
+                            taken = await queues.recover(bookkeeping, in_flight)
                         else:
                             while self.concurrency is not None and len(in_flight) >= self.concurrency:
                                 await anyio.sleep(0.005)  # a slot frees when a task is answered
-                            taken = await self._take(broker, bookkeeping, lists)
+                            taken = await queues.take(broker, bookkeeping)
                     except ConnectionLost:
                         await broker.aclose()
                         broker = await self._reconnect(address)
@@ -175,96 +186,15 @@ class FakeOperator:
                 await results.aclose()
                 await bookkeeping.aclose()
 
-    async def _take(
-        self, broker: RedisConnection, bookkeeping: CommandChannel, lists: List[str]
-    ) -> List[Tuple[str, str, bytes]]:
-        """Take messages off the queues as kombu does: pop, then note them in the ``unacked`` hash."""
-        if self.reliable:
-            # pop and note in one atomic step, so a connection lost in between loses nothing
-            reply = await bookkeeping.execute("EVAL", _TAKE_SCRIPT, len(lists) + 1, *lists, "unacked", self.prefetch)
-            if not isinstance(reply, list):
-                await anyio.sleep(0.005)
-                return []
-            return [(reply[0].decode(), _delivery_tag(raw), raw) for raw in reply[1]]
-        if self._blmpop:  # Redis >= 7: block, then take up to `prefetch` messages at once
-            reply = (await broker.request([("BLMPOP", 1, len(lists), *lists, "RIGHT", "COUNT", self.prefetch)]))[0]
-            if isinstance(reply, RespError):
-                self._blmpop = False
-                return []
-            if not isinstance(reply, list):
-                return []
-            list_name, messages = reply[0].decode(), reply[1]
-        else:
-            reply = (await broker.request([("BRPOP", *lists, 1)]))[0]
-            if not isinstance(reply, list):
-                return []
-            list_name, messages = reply[0].decode(), [reply[1]]
-        taken = [(list_name, _delivery_tag(raw), raw) for raw in messages]
-        if self.track_unacked:
-            await bookkeeping.execute_many([("HSET", "unacked", tag, raw) for _, tag, raw in taken])
-        return taken
-
-    async def _recover(self, bookkeeping: CommandChannel, in_flight: Set[str]) -> List[Tuple[str, str, bytes]]:
-        """The messages in ``unacked`` that no handling of this operator has: taken before a restart.
-
-        Rule: a message in flight when the HGETALL is *sent* is never taken again. Checking only the
-        tags in flight when its reply is read is not enough: a handling that finishes meanwhile (its
-        HDEL executed after the HGETALL, its reply read in the same pipeline, its task resumed first)
-        has left the set by then, and the message would run twice.
-        """
-        in_flight_before = set(in_flight)
-        entries = await bookkeeping.execute("HGETALL", "unacked")
-        taken = []
-        if isinstance(entries, list):
-            for tag_raw, raw in zip(entries[::2], entries[1::2]):
-                tag = tag_raw.decode()
-                try:
-                    queue = decode_redis_envelope(raw)[0]["properties"]["delivery_info"]["routing_key"]
-                except (DecodeError, KeyError, TypeError):
-                    continue
-                if queue in self.queues and tag not in in_flight_before and tag not in in_flight:
-                    taken.append((queue, tag, raw))
-        return taken
-
     async def _run_kombu(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Consume from an AMQP (any kombu) broker: a kombu consumer in a worker thread feeds this loop."""
-        import importlib
-
-        kombu: Any = importlib.import_module("kombu")
-
         send, receive = anyio.create_memory_object_stream[Tuple[str, Optional[str], bytes, str]](math.inf)
         stop = threading.Event()
         started = threading.Event()
         failure: List[BaseException] = []
 
         def consume() -> None:
-            try:
-                with kombu.Connection(self.broker_url, connect_timeout=5) as connection:
-                    queues = [
-                        kombu.Queue(q, kombu.Exchange(q, type="direct", durable=True), routing_key=q, durable=True)
-                        for q in self.queues
-                    ]
-
-                    def on_message(message: Any) -> None:
-                        item = (
-                            message.delivery_info.get("routing_key", ""),
-                            message.properties.get("correlation_id"),
-                            message.body,
-                            message.content_type,
-                        )
-                        anyio.from_thread.run_sync(send.send_nowait, item)
-                        message.ack()
-
-                    with connection.Consumer(queues, on_message=on_message, prefetch_count=self.prefetch):
-                        started.set()
-                        while not stop.is_set():
-                            try:
-                                connection.drain_events(timeout=0.2)
-                            except (socket.timeout, TimeoutError):
-                                pass
-            except BaseException as exc:  # reported to the loop below
-                failure.append(exc)
-                started.set()
+            consume_kombu(self.broker_url, self.queues, self.prefetch, send, stop, started, failure)
 
         results = CommandChannel(parse_redis_url(self.result_backend))
         try:
@@ -383,7 +313,7 @@ class FakeOperator:
         deadline = payload.get("deadline")
         now = self._clock()
         if deadline and now > deadline and self.honour_deadline:
-            return _error(
+            return error_envelope(
                 sdk_task_id,
                 "TaskDeadlineExceededError",
                 f"Task deadline exceeded before processing: {deadline} < {now}",
@@ -396,7 +326,7 @@ class FakeOperator:
             )
         cancel_key = payload.get("cancel_key")
         if cancel_key and self.honour_cancel_key and await results.execute("EXISTS", cancel_key) == 1:
-            return _error(
+            return error_envelope(
                 sdk_task_id,
                 "TaskCancelledError",
                 f"Task was cancelled via cancel_key: {cancel_key}",
@@ -406,64 +336,7 @@ class FakeOperator:
         while isinstance(reply, Delay):
             await anyio.sleep(reply.seconds)
             reply = reply.then
-        if isinstance(reply, Crash):
-            return None
-        if isinstance(reply, RawRecord):
-            return reply.data
-        if isinstance(reply, Fail):
-            return {**_error(sdk_task_id, reply.error_type, reply.error_message, reply.error_details), "results": {}}
-        artifacts = payload.get("artifacts") or []
-        if isinstance(reply, Succeed):
-            results_out, artifacts_out = reply.results, reply.artifacts
-        else:
-            options = payload.get("options") or {}
-            results_out = {"echo": options.get("text", ""), "n_artifacts": len(artifacts)}
-            artifacts_out = [{"uri": a.get("uri"), "slot": a.get("slot")} for a in artifacts]
-        return {
-            "task_id": sdk_task_id,
-            "status": "success",
-            "results": results_out,
-            "error": None,
-            "artifacts": artifacts_out,
-        }
-
-
-_TAKE_SCRIPT = """
-local n = tonumber(ARGV[1])
-local hash = KEYS[#KEYS]
-for i = 1, #KEYS - 1 do
-  local items = redis.call('RPOP', KEYS[i], n)
-  if items then
-    for _, item in ipairs(items) do
-      local ok, env = pcall(cjson.decode, item)
-      local tag = 'undecodable'
-      if ok and type(env) == 'table' and type(env.properties) == 'table' and env.properties.delivery_tag then
-        tag = env.properties.delivery_tag
-      end
-      redis.call('HSET', hash, tag, item)
-    end
-    return {KEYS[i], items}
-  end
-end
-return false
-"""
-
-
-def _delivery_tag(raw: bytes) -> str:
-    try:
-        return str(decode_redis_envelope(raw)[0]["properties"]["delivery_tag"])
-    except (DecodeError, KeyError, TypeError):
-        return "undecodable"
-
-
-def _error(task_id: str, error_type: str, message: str, details: Dict[str, Any]) -> Dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "status": "error",
-        "error": {"error_type": error_type, "error_message": message, "error_details": details},
-        "artifacts": [],
-        "results": None,
-    }
+        return reply_envelope(reply, payload, sdk_task_id)
 
 
 class _Running:
@@ -483,52 +356,7 @@ class _Running:
         return await self._tg.__aexit__(*exc_info)
 
 
-def _main(argv: Optional[List[str]] = None) -> None:
-    """``python -m sandai_operator_client.testing.fake_operator NAME VERSION URL [--delay S]``: run in a process."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="an echoing fake Sandai operator")
-    parser.add_argument("name")
-    parser.add_argument("version")
-    parser.add_argument("url")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
-    args = parser.parse_args(argv)
-    delay = args.delay
-    operator = FakeOperator(
-        args.name,
-        args.version,
-        broker_url=args.url,
-        behaviour=(lambda p: Delay(delay, echo_behaviour(p))) if delay else echo_behaviour,
-    )
-    operator.received = _Discard()
-
-    async def serve() -> None:
-        async with anyio.create_task_group() as tg:
-            await tg.start(operator.run)
-            queues = "/".join(VALID_PRIORITIES)
-            print(
-                f"fake operator ready: consuming {queues}.{args.name}.{args.version} on {redact_url(args.url)}"
-                " (Ctrl-C stops it)",
-                flush=True,
-            )
-
-    try:
-        anyio.run(serve)
-    except KeyboardInterrupt:
-        pass
-    except Exception as exc:  # one line, not a traceback: the broker is unreachable or refused us
-        reason: BaseException = exc
-        while len(getattr(reason, "exceptions", ())) == 1:  # an exception group of one (any Python)
-            reason = reason.exceptions[0]  # type: ignore[attr-defined]
-        raise SystemExit(f"fake operator: {reason}") from None
-
-
-class _Discard(list):  # type: ignore[type-arg]
-    """A log that keeps nothing (a long-running fake process must not grow)."""
-
-    def append(self, item: Any) -> None:
-        pass
-
-
 if __name__ == "__main__":
-    _main()
+    from ._fake_process import main
+
+    main()

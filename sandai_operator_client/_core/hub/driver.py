@@ -1,7 +1,6 @@
 """ResultHub: one pub/sub connection serves every waiter of a client (DESIGN.md section 3).
 
-The bookkeeping is :class:`~.state.HubState` (sans-IO); the connection is :class:`~.link.ResultLink`.
-This module is the reading, and the waiting on it:
+The bookkeeping is ``state.HubState`` (sans-IO), the connection ``link.ResultLink``; here, the reading:
 
 * A watch SUBSCRIBEs its result channels (one command for many ids) and waits for the confirmation;
   when the task may already have finished it then MGETs the keys once; then it waits for the PUBLISH.
@@ -10,9 +9,8 @@ This module is the reading, and the waiting on it:
 * Leader/follower reading, no background task: the first waiter that finds nobody reading reads and
   dispatches for all; when its own wait is over (or it is cancelled) it wakes a parked waiter to take
   over. Bytes read stay buffered in the connection, so a reader cancelled mid-read loses nothing.
-* Deadlines, not a cancel scope per waiter: only the reader holds one, at the earliest of its own
-  deadline, the parked waiters' and the connection's silence limit; at it the reader wakes those whose
-  time is up, drops a silent connection, and goes on.
+* Deadlines, not a cancel scope per waiter: only the reader holds one, at the earliest of its own, the
+  parked waiters' and the silence limit; then it wakes those whose time is up, drops a silent connection.
 """
 
 from __future__ import annotations
@@ -135,18 +133,15 @@ class ResultHub:
     ) -> Watch:
         """Subscribe to the ids' results for the duration of the block.
 
-        ``fetch_existing``: also look for records written before the subscription took effect (needed
-        whenever the task may have been published before this call). ``while_subscribing`` runs after
-        the SUBSCRIBE is written and before its confirmation is awaited, so publishing overlaps the
-        subscription round trip; the keys are then always fetched once. ``commands`` (only when
-        :meth:`carries_commands`) go out in the same write, after the SUBSCRIBE; the block starts once
-        their replies are in ``watch.replies`` (``await_replies=False``: at once; wait with
-        ``wait(..., or_failed_command=True)``, the replies arrive before any result they lead to).
-        ``in_order``: keep ``watch.arrived``, the ids in the order their results came. ``keep``: what
-        ``watch.outcomes`` holds of an outcome, made as it arrives (default: the outcome itself).
-        ``deadline`` (``anyio.current_time()`` clock) bounds what entering waits for (confirmations,
-        replies, the fetch): past it the block starts with whatever is in. Raises ``ConnectionLost``
-        when the backend cannot be reached.
+        ``fetch_existing``: also look for records written before the subscription took effect.
+        ``while_subscribing`` runs once the SUBSCRIBE is written, before its confirmation is awaited
+        (publishing overlaps the round trip; the keys are then always fetched). ``commands`` (only when
+        :meth:`carries_commands`) go out in the same write, after the SUBSCRIBE; the block starts once their
+        replies are in ``watch.replies`` (``await_replies=False``: at once; ``wait(...,
+        or_failed_command=True)`` then, the replies precede any result they lead to). ``in_order``: keep
+        ``watch.arrived``, the ids in completion order. ``keep``: what ``watch.outcomes`` holds of an outcome,
+        made as it arrives (default: the outcome). ``deadline`` (``anyio.current_time()`` clock) bounds what
+        entering waits for. Raises ``ConnectionLost`` when the backend cannot be reached.
         """
         options = WatchOptions(fetch_existing, while_subscribing, commands, await_replies, deadline)
         return Watch(self, task_ids, options, in_order=in_order, keep=keep)
