@@ -12,9 +12,10 @@ Invariants:
    named, or by one error), the :class:`Watch` that carried commands (one reply each), or None for a DEL.
    The server answers in order, so a reply that is not a pub/sub push belongs to the oldest entry open.
    Queued commands (``outbox``) have theirs in ``outbox_expected``; ``take_write`` moves both together.
-2. A watch's channels. A task id is in ``watchers`` while an open watch holds it (its first watch; the
-   others in ``also_watching``). ``confirmed[t]`` is the latest SUBSCRIBE confirmation of a watched id
-   on this connection; ``acks[t]`` the confirmations still expected for it, in the order asked.
+2. A watch's channels. ``watchers[t]`` lists the open watches of task id ``t``, in the order they
+   opened; an id no open watch holds is not in it. ``confirmed[t]`` is the latest SUBSCRIBE
+   confirmation of a watched id on this connection; ``acks[t]`` the confirmations still expected for
+   it, in the order asked.
 3. A released id leaves every structure; its channel is UNSUBSCRIBEd at the start of the next write
    (``unsubscribing``), before any SUBSCRIBE that write may carry, and a late message for it is ignored.
 4. Connection lost: every entry of ``sent`` fails with ``maybe_sent`` True (the commands may have run),
@@ -69,8 +70,7 @@ class HubState:
     def __init__(self, describe: str, accept: Iterable[str]) -> None:
         self.describe = describe  # the server, for messages
         self.accept = tuple(accept)
-        self.watchers: Dict[str, Watch] = {}  # a task's first watch: nearly always its only one
-        self.also_watching: Dict[str, List[Watch]] = {}
+        self.watchers: Dict[str, List[Watch]] = {}
         self.acks: Dict[str, Deque[Confirmation]] = {}
         self.confirmed: Dict[str, Confirmation] = {}
         self.outbox: List[Write] = []
@@ -82,25 +82,19 @@ class HubState:
     # ------------------------------------------------------------------ watches
     def register(self, watch: Watch) -> None:
         for task_id in watch.ids:
-            if self.watchers.setdefault(task_id, watch) is not watch:
-                self.also_watching.setdefault(task_id, []).append(watch)
+            self.watchers.setdefault(task_id, []).append(watch)
 
     def release(self, watch: Watch) -> bool:
         """``watch`` is gone; True when channels nobody watches now wait to be UNSUBSCRIBEd."""
         gone = []
         for task_id in watch.ids:
-            others = self.also_watching.get(task_id)
-            if self.watchers.get(task_id) is watch:
-                if others:
-                    self.watchers[task_id] = others.pop(0)
-                else:
+            watches = self.watchers.get(task_id)
+            if watches is not None and watch in watches:
+                watches.remove(watch)
+                if not watches:
                     del self.watchers[task_id]
                     self.confirmed.pop(task_id, None)
                     gone.append(task_id)
-            elif others and watch in others:
-                others.remove(watch)
-            if others is not None and not others:
-                del self.also_watching[task_id]
         if not self.watchers:  # dicts never shrink: start small again after a burst
             self.watchers, self.confirmed = {}, {}
             if not self.acks:
@@ -110,16 +104,11 @@ class HubState:
 
     def watching(self, task_id: str) -> Tuple[Watch, ...]:
         """The watches of ``task_id`` now (a copy: delivering may end some)."""
-        first = self.watchers.get(task_id)
-        if first is None:
-            return ()
-        others = self.also_watching.get(task_id)
-        return (first, *others) if others else (first,)
+        watches = self.watchers.get(task_id)
+        return () if watches is None else tuple(watches)
 
     def watch_count(self) -> int:
-        watches = {id(w) for w in self.watchers.values()}
-        watches.update(id(w) for also in self.also_watching.values() for w in also)
-        return len(watches)
+        return len({id(w) for watches in self.watchers.values() for w in watches})
 
     def unconfirmed(self, task_ids: Iterable[str]) -> List[str]:
         """Of ``task_ids``, those with no SUBSCRIBE on this connection yet."""
