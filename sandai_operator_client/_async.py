@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Generator, List, Optional, Sequence, Type, Union
 
+import anyio.lowlevel
+
 from ._core.batches import Submission, as_submissions
 from ._core.core import OperatorCore
 from ._gone import gone
@@ -126,6 +128,7 @@ class AsyncOperatorClient(ClientSettings):
         """Close connections; idempotent."""
         await self._core.aclose()
         self._log_close()
+        await anyio.lowlevel.checkpoint()  # a checkpoint even when the client was closed already
 
     def statistics(self) -> ClientStatistics:
         """Connections, watched channels, waiting calls, queued commands, reconnects and settled writes

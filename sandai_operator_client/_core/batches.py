@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import abc
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import anyio.lowlevel
+
 from .._io.errors import ConnectionLost
 from .._io.loop import current_time
 from ..config import check_timeout
@@ -105,6 +107,9 @@ async def batch_submit(core: OperatorCore, tasks: Sequence[TaskSpec], **controls
     """Validate every task, publish the good ones in one pipeline; per task its id or its error."""
     _check_controls(core, controls)
     submissions, prepared = _prepare_batch(core, tasks, controls)
+    if not prepared:  # nothing to publish: still a checkpoint, as every public call
+        await anyio.lowlevel.checkpoint()
+        return submissions
     return _merge_publish_errors(submissions, await core.publishing.settled(prepared))
 
 
@@ -137,9 +142,7 @@ async def batch_collect(
             async with core.hub.watch(
                 ids,
                 fetch_existing=True,
-                keep=_batch_keep(
-                    core,
-                ),
+                keep=_batch_keep(core),
                 deadline=deadline,
             ) as watch:
                 try:
@@ -148,6 +151,8 @@ async def batch_collect(
                     await core.forget_later(ids)
         except ConnectionLost as exc:
             lost = exc if current_time() < deadline else None  # None: the budget ran out first
+    else:
+        await anyio.lowlevel.checkpoint()
     return [_batch_result(core, s, watch, budget, lost) for s in submissions]
 
 
@@ -179,9 +184,7 @@ async def batch_sync_detailed(
                 ids,
                 while_subscribing=publish if carried is None else None,
                 commands=carried,
-                keep=_batch_keep(
-                    core,
-                ),
+                keep=_batch_keep(core),
                 deadline=deadline,
             ) as watch:
                 try:
@@ -203,6 +206,8 @@ async def batch_sync_detailed(
         finally:
             if not forgotten:
                 await core.forget_later([t for t, e in zip(ids, errors) if e is None])
+    else:
+        await anyio.lowlevel.checkpoint()
     merged = _merge_publish_errors(submissions, errors)
     return [_batch_result(core, s, watch, budget, lost) for s in merged]
 
@@ -264,6 +269,7 @@ async def iter_completed(
         if s.task_id is None or s.error is not None:
             yield _batch_result(core, s, None, budget, None)
     if not waiting:
+        await anyio.lowlevel.checkpoint()
         return
     by_id = {s.task_id: s for s in waiting if s.task_id is not None}
     deadline = core.deadline_after(budget)
@@ -273,9 +279,7 @@ async def iter_completed(
             list(by_id),
             fetch_existing=True,
             in_order=True,
-            keep=_batch_keep(
-                core,
-            ),
+            keep=_batch_keep(core),
             deadline=deadline,
         ) as watch:
             # no cancel scope may span a yield (the consumer may resume us from another task): each

@@ -13,6 +13,8 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit
 
+import anyio.lowlevel
+
 from .._io.loop import Mutex, current_time
 from .._io.redis import REDIS_SCHEMES, ConnectionLost, parse_redis_url
 from .._log import logger
@@ -46,7 +48,12 @@ __all__ = ("OperatorCore",)
 
 
 class OperatorCore:
-    """The client's state and logic: connections, the result hub, the publisher, the desc cache."""
+    """The client's state and logic: connections, the result hub, the publisher, the desc cache.
+
+    Its parts are plain attributes, read by the modules that hold the core's other methods (calls,
+    batches, requests) and by tests: ``hub`` (the ``ResultHub``), ``results_channel`` (the result
+    backend's command channel), ``publisher``, ``publishing``, ``failures``.
+    """
 
     def __init__(
         self,
@@ -70,22 +77,23 @@ class OperatorCore:
             if serializer not in ("json", "msgpack"):
                 raise ValueError(f"unsupported serializer {serializer!r}: use 'json' or 'msgpack' (never pickle)")
         self._channels: Dict[str, CommandChannel] = {}
-        self._results = self.command_channel(config.result_backend)
-        self._hub = ResultHub(
-            self._results.address,
-            self._results,
+        self.results_channel = self.command_channel(config.result_backend)
+        self.hub = ResultHub(
+            self.results_channel.address,
+            self.results_channel,
             accept=config.celery.accept_content or ("json", "msgpack"),
             policy=self._policy,
             reconnect_timeout=reconnect_timeout,
         )
-        self._publisher = self._make_publisher(config.broker_url)
+        self.publisher = self._make_publisher(config.broker_url)
         self.failures = Failures(config.operator_name, config.operator_version)
         # Broker and backend on the same Redis database: a call's LPUSH can ride with its SUBSCRIBE on the
         # hub's connection (when that speaks RESP3), one write instead of two round trips.
         lpush_on_hub: Optional[RedisPublisher] = None
-        if isinstance(self._publisher, RedisPublisher) and parse_redis_url(config.broker_url) == self._results.address:
-            lpush_on_hub = self._publisher
-        self.publishing = Publishing(self._publisher, self._hub, self.failures, lpush_on_hub)
+        if isinstance(self.publisher, RedisPublisher):
+            if parse_redis_url(config.broker_url) == self.results_channel.address:
+                lpush_on_hub = self.publisher
+        self.publishing = Publishing(self.publisher, self.hub, self.failures, lpush_on_hub)
         self._origin = f"gen{os.getpid()}@{socket.gethostname()}"
         self._reply_to = new_uuid4()
         self._shape = TaskShape(config.task_name, self._origin, self._reply_to)  # what all our tasks share
@@ -106,21 +114,6 @@ class OperatorCore:
         from .._io.amqp import KombuPublisher  # kombu is imported only for non-Redis brokers
 
         return KombuPublisher(url, connect_timeout=self._policy.connect_timeout)
-
-    @property
-    def hub(self) -> ResultHub:
-        """The result hub (exposed for tests and diagnostics)."""
-        return self._hub
-
-    @property
-    def results_channel(self) -> CommandChannel:
-        """The command channel of the result backend."""
-        return self._results
-
-    @property
-    def publisher(self) -> Publisher:
-        """The broker's publisher (exposed for tests and diagnostics)."""
-        return self._publisher
 
     def check_open(self) -> None:
         if self._closed:
@@ -212,6 +205,8 @@ class OperatorCore:
                     task = self.prepare_payload(dict(DESC_QUERY), "high")
                     envelope = await self.call(task, self.config.timeout)
                     self._desc = parse_desc_result(task.task_id, envelope).to_dict()
+        else:
+            await anyio.lowlevel.checkpoint()  # a public call is a checkpoint, even when it has the answer
         return self._desc
 
     # ------------------------------------------------------------------ result keys
@@ -226,11 +221,11 @@ class OperatorCore:
             return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("result key(s) of %d task(s) to delete: %s", len(task_ids), ", ".join(task_ids[:10]))
-        if self._hub.forget(task_ids):
+        if self.hub.forget(task_ids):
             return
-        self._results.defer("DEL", *[result_key(t) for t in task_ids])
-        if self._results.deferred_backlog >= self._results.DEFER_LIMIT and not self._results.busy:
-            await self._results.flush_deferred()
+        self.results_channel.defer("DEL", *[result_key(t) for t in task_ids])
+        if self.results_channel.deferred_backlog >= self.results_channel.DEFER_LIMIT and not self.results_channel.busy:
+            await self.results_channel.flush_deferred()
 
     # ------------------------------------------------------------------ calls (calls.py)
     call = calls.call
@@ -277,7 +272,7 @@ class OperatorCore:
 
     def statistics(self) -> ClientStatistics:
         """What this core holds now (no I/O): see :class:`~sandai_operator_client.ClientStatistics`."""
-        hub = self._hub.statistics()
+        hub = self.hub.statistics()
         channels = sum(1 for channel in self._channels.values() if channel.connected)
         return ClientStatistics(
             connections=channels + hub.connected,
@@ -285,7 +280,7 @@ class OperatorCore:
             waiting_calls=hub.waiting_calls,
             queued_commands=hub.queued_commands,
             reconnects=hub.reconnects,
-            settled_writes=self._publisher.settlements,
+            settled_writes=self.publisher.settlements,
         )
 
     def abandon(self) -> None:
@@ -294,17 +289,17 @@ class OperatorCore:
         if self._closed:
             return
         self._closed = True
-        self._hub.abandon()
-        self._publisher.abandon()
+        self.hub.abandon()
+        self.publisher.abandon()
         for channel in self._channels.values():
             channel.abandon()
 
     async def aclose(self) -> None:
         """Close every connection; waiters still blocked get ``OperatorConnectionError``."""
-        if self._closed:
-            return
-        await self._hub.aclose()
-        await self._publisher.aclose()
+        if self._closed:  # at once, never suspending: the blocking client closes its core from two places,
+            return  # one a task its inline loop may stop driving once the other has closed the core
+        await self.hub.aclose()
+        await self.publisher.aclose()
         for channel in self._channels.values():
             await channel.aclose()
         self._closed = True
