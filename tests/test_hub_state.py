@@ -162,6 +162,37 @@ def test_on_resp2_arrays_are_pub_sub_and_everything_else_answers_a_command() -> 
     assert "a" in watch.outcomes and not state.sent
 
 
+def test_a_watch_cancelled_with_replies_due_takes_nothing_from_the_next_one() -> None:
+    # the caller was cancelled after its SUBSCRIBE + LPUSH went out: the watch is released (its
+    # UNSUBSCRIBE queued), the server still answers what was sent, in order; the next watch's own
+    # carried reply is its own, and the cancelled task's late result reaches nobody
+    state, cancelled, next_call = HubState("test", ["json"]), new_watch("a"), new_watch("b")
+    state.register(cancelled)
+    cancelled.replies_due = 1
+    state.carry(["a"], [("LPUSH", "q", "a")], cancelled)
+    state.take_write()
+    assert state.release(cancelled) is True and state.unsubscribing == ["a"]
+    state.register(next_call)
+    next_call.replies_due = 1
+    state.carry(state.unconfirmed(next_call.ids), [("LPUSH", "q", "b")], next_call)
+    assert commands_in(state.take_write()) == [
+        [b"UNSUBSCRIBE", *keys("a")],
+        [b"SUBSCRIBE", *keys("b")],
+        [b"LPUSH", b"q", b"b"],
+    ]
+    for reply in (
+        push(b"subscribe", "a"),
+        7,  # the cancelled call's LPUSH
+        push(b"message", "a", record("a")),  # its result, before the UNSUBSCRIBE took effect
+        push(b"unsubscribe", "a", 0),
+        push(b"subscribe", "b"),
+        8,  # the next call's LPUSH
+    ):
+        state.receive(reply, resp3=True)
+    assert next_call.replies == [8] and next_call.outcomes == {} and not state.sent
+    assert state.watching("a") == () and state.watch_count() == 1
+
+
 def test_a_refused_subscription_fails_its_watches_and_nothing_else() -> None:
     state, refused, fine = HubState("test", ["json"]), new_watch("a"), new_watch("b")
     for watch in (refused, fine):
