@@ -3,7 +3,7 @@
 ``RedisPublisher`` LPUSHes kombu's Redis envelope straight onto the queue's list through the group-commit
 command channel: a batch (the core hands it concurrent submissions together) is one pipeline, shared
 with whatever other commands are queued. Other transports (``amqp://`` and friends) go through
-``KombuPublisher`` (``_core/amqp.py``), imported only when used.
+``KombuPublisher`` (``_io/amqp.py``), imported only when used.
 """
 
 from __future__ import annotations
