@@ -275,6 +275,19 @@ def test_fail_all_gives_every_watch_the_error_for_each_of_its_ids() -> None:
     assert all(c.done for c in state.confirmations(["a", "b"]))
 
 
+def test_closing_writes_only_the_del_of_consumed_results() -> None:
+    state, watch, carrier = HubState("test", ["json"]), new_watch("a"), new_watch("b")
+    state.register(watch)
+    state.register(carrier)
+    carrier.replies_due = 1
+    state.subscribe(["a"])
+    state.carry(["b"], [("LPUSH", "q", "b")], carrier)  # queued, never sent
+    state.forget(["done"])
+    error = ConnectionLost("the client is closed")
+    assert commands_in(state.close(error)) == [[b"DEL", *keys("done")]]
+    assert watch.outcomes == {"a": error} and not carrier.replies[0].maybe_sent  # type: ignore[attr-defined]
+
+
 def test_a_watch_is_entered_once() -> None:
     class Owner(NoHub):
         async def open_watch(self, watch: Watch, options: WatchOptions) -> Watch:

@@ -241,11 +241,7 @@ class ResultHub:
     async def aclose(self) -> None:
         """Close the connection and resolve every remaining watch with ``ConnectionLost``."""
         self._link.closed = True
-        self._state.fail_all(ConnectionLost("the client is closed"))
-        # Of what is queued only the DEL of consumed results matters now: not the (un)subscriptions of a
-        # connection about to close, nor carried commands (their callers were just told they were not sent).
-        self._state.outbox = []
-        await self._link.aclose(self._state.take_write() if self._link.conn is not None else [])
+        await self._link.aclose(self._state.close(ConnectionLost("the client is closed")))
 
     # ------------------------------------------------------------------ writing
     async def _checked_connection(self, deadline: float) -> RedisConnection:

@@ -288,7 +288,6 @@ class HubState:
                 confirmation.done = True
         for task_id in resubscription.task_ids:
             self.confirmed.setdefault(task_id, Confirmation()).done = True
-        for task_id in resubscription.task_ids:
             for watch in self.watching(task_id):
                 watch.wake()
 
@@ -304,3 +303,12 @@ class HubState:
         for task_id in list(self.watchers):
             for watch in self.watching(task_id):
                 watch.deliver(task_id, exc)
+
+    def close(self, exc: ConnectionLost) -> List[Write]:
+        """The hub closes: every watch gets ``exc``; the last write to send is the DEL of consumed results
+        only (not the (un)subscriptions of a connection about to close, nor carried commands, whose
+        callers were just told they were not sent)."""
+        self.fail_all(exc)
+        self.outbox = []
+        self.unsubscribing = []
+        return self.take_write()
