@@ -5,11 +5,31 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 import pytest
+
+
+@contextmanager
+def operator_process(name: str, url: str, *args: str, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """A fake operator in a process of its own (``python -m ...testing.fake_operator``), from the moment
+    it says it is ready until the block ends."""
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "sandai_operator_client.testing.fake_operator", name, "v1", url, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+    try:
+        assert operator.stdout is not None and "ready" in operator.stdout.readline()
+        yield operator
+    finally:
+        operator.terminate()
+        operator.wait(10)
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ import sniffio
 from sandai_operator_client import create_async_client, create_client
 from sandai_operator_client.testing import FakeOperator
 
-from .conftest import PrivateRedis
+from .conftest import PrivateRedis, operator_process
 from .proxy import TcpProxy, proxy_url
 
 WRITES_PER_SYNC = 2  # at most: SUBSCRIBE + LPUSH in one write, UNSUBSCRIBE + DEL in one (or with the next call's)
@@ -71,8 +71,7 @@ def test_a_sync_is_one_write_and_four_commands(private_redis: PrivateRedis, oper
 @pytest.mark.anyio
 async def test_objects_per_pending_call(private_redis: PrivateRedis) -> None:
     # the operator in its own process (answering after 2 s): only the client's objects are counted
-    operator = _operator_process("budget-gc", private_redis.url, "--delay", "2")
-    try:
+    with operator_process("budget-gc", private_redis.url, "--delay", "2"):
         async with create_async_client("budget-gc", "v1", broker_url=private_redis.url) as client:
             await client.sync([], {"sleep": 0}, timeout=30)  # warm: connections and caches made
             gc.collect()
@@ -86,28 +85,13 @@ async def test_objects_per_pending_call(private_redis: PrivateRedis) -> None:
                 per_call = (len(gc.get_objects()) - before) / 500
                 library = sniffio.current_async_library()
                 tg.cancel_scope.cancel()
-    finally:
-        operator.terminate()
-        operator.wait(10)
     budget = OBJECTS_PER_PENDING_CALL[library]
     assert per_call <= budget, f"{per_call:.1f} objects per pending call on {library} (budget {budget})"
 
 
-def _operator_process(name: str, url: str, *args: str) -> subprocess.Popen[str]:
-    """A fake operator in a process of its own, once it says it is ready."""
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "sandai_operator_client.testing.fake_operator", name, "v1", url, *args],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert operator.stdout is not None and "ready" in operator.stdout.readline()
-    return operator
-
-
 def test_peak_memory_of_a_2000_task_batch(private_redis: PrivateRedis, tmp_path: Path) -> None:
     # the operator in its own process: only the client's allocations are traced
-    operator = _operator_process("budget-batch", private_redis.url)
-    try:
+    with operator_process("budget-batch", private_redis.url):
         with create_client("budget-batch", "v1", broker_url=private_redis.url) as client:
             client.sync([], {"text": "warm"})
             tasks = [([], {"text": str(i)}) for i in range(2000)]
@@ -117,11 +101,8 @@ def test_peak_memory_of_a_2000_task_batch(private_redis: PrivateRedis, tmp_path:
                 peak = tracemalloc.get_traced_memory()[1] / 2**20
             finally:
                 tracemalloc.stop()
-        assert all(r.success for r in results)
-        assert peak <= BATCH_PEAK_MB, f"{peak:.2f} MB traced peak (budget {BATCH_PEAK_MB})"
-    finally:
-        operator.terminate()
-        operator.wait(10)
+    assert all(r.success for r in results)
+    assert peak <= BATCH_PEAK_MB, f"{peak:.2f} MB traced peak (budget {BATCH_PEAK_MB})"
 
 
 def test_modules_a_first_blocking_call_imports(private_redis: PrivateRedis, operator_on: FakeOperator) -> None:

@@ -11,21 +11,15 @@ from typing import Iterator
 
 import pytest
 
+from .conftest import operator_process
+
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
 def operator(redis_url: str, sandai_operator_name: str) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandai_operator_client.testing.fake_operator", sandai_operator_name, "v1", redis_url],
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
-    try:
+    with operator_process(sandai_operator_name, redis_url, stderr=subprocess.DEVNULL):
         yield sandai_operator_name
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_an_exception_out_of_a_named_iterator_does_not_hang_exit(operator: str, redis_url: str) -> None:

@@ -25,7 +25,7 @@ from sandai_operator_client import (
 )
 from sandai_operator_client.testing import FakeOperator
 
-from .conftest import PrivateRedis
+from .conftest import PrivateRedis, operator_process
 from .proxy import TcpProxy, proxy_url
 
 pytestmark = pytest.mark.anyio
@@ -138,27 +138,29 @@ def test_a_sigint_storm_never_yields_a_foreign_result(redis_url: str, sandai_ope
     # sends exactly this): every call returns its own result, a typed error or KeyboardInterrupt, and
     # nothing hangs (the blocking client drives its own asyncio loop: one run covers it)
 
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "sandai_operator_client.testing.fake_operator", sandai_operator_name, "v1", redis_url]
-    )
-    child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("sigint_storm_child.py")), sandai_operator_name, redis_url, "6"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        signals = 0
-        end = time.monotonic() + 6
-        while time.monotonic() < end:
-            child.send_signal(signal.SIGINT)
-            signals += 1
-            time.sleep(random.uniform(0.001, 0.02))
-        out, _ = child.communicate(timeout=60)
-    finally:
-        child.kill()
-        operator.terminate()
-        operator.wait(10)
+    with operator_process(sandai_operator_name, redis_url):
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("sigint_storm_child.py")),
+                sandai_operator_name,
+                redis_url,
+                "6",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+            signals = 0
+            end = time.monotonic() + 6
+            while time.monotonic() < end:
+                child.send_signal(signal.SIGINT)
+                signals += 1
+                time.sleep(random.uniform(0.001, 0.02))
+            out, _ = child.communicate(timeout=60)
+        finally:
+            child.kill()
     counts = json.loads(out.strip().splitlines()[-1])
     untyped = {k: v for k, v in counts.items() if k.startswith("untyped")}
     assert counts.get("foreign", 0) == 0 and counts["last own"] == 1 and not untyped, counts
